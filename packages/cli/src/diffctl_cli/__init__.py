@@ -1,0 +1,1 @@
+"""The diffctl command line."""

@@ -1,0 +1,52 @@
+"""The core's built-in components, registered through the same hook as any third party.
+
+Nothing here imports torch: factories are ``"module:attribute"`` strings resolved on first use.
+"""
+
+from __future__ import annotations
+
+from diffctl.hookspecs import hookimpl
+from diffctl.samplers.configs import (
+    AncestralConfig,
+    DDIMConfig,
+    DPMSolverPP2MConfig,
+    EulerConfig,
+    HeunConfig,
+)
+from diffctl.schedules.configs import (
+    CosineScheduleConfig,
+    LinearScheduleConfig,
+    ScaledLinearScheduleConfig,
+    SigmoidScheduleConfig,
+)
+
+
+@hookimpl
+def register_components(registry) -> None:
+    add = registry.add
+    # noise schedules (kind "scheduler"): one class, four beta recipes
+    add("scheduler", "linear", factory="diffctl.schedules.noise_schedule:NoiseSchedule",
+        config=LinearScheduleConfig,
+        summary="Linear betas 1e-4..0.02 over T = 1000 steps (Ho et al. 2020).")
+    add("scheduler", "cosine", factory="diffctl.schedules.noise_schedule:NoiseSchedule",
+        config=CosineScheduleConfig,
+        summary="Cosine alpha-bar, s = 0.008, betas clipped at 0.999 (Nichol & Dhariwal 2021).")
+    add("scheduler", "scaled-linear", factory="diffctl.schedules.noise_schedule:NoiseSchedule",
+        config=ScaledLinearScheduleConfig,
+        summary="Betas linear in sqrt-space, 0.00085..0.012 (Stable Diffusion's schedule).")
+    add("scheduler", "sigmoid", factory="diffctl.schedules.noise_schedule:NoiseSchedule",
+        config=SigmoidScheduleConfig,
+        summary="Betas following a sigmoid over [-6, 6] between beta_start and beta_end.")
+    # samplers (kind "sampler"): stateless functions over a precomputed time grid
+    add("sampler", "ancestral", factory="diffctl.samplers.ancestral:AncestralSampler",
+        config=AncestralConfig,
+        summary="DDPM ancestral sampling from the posterior q(x_s | x_t, x0) (Ho et al. 2020).")
+    add("sampler", "ddim", factory="diffctl.samplers.ddim:DDIMSampler", config=DDIMConfig,
+        summary="DDIM with eta; eta = 0 is deterministic, eta = 1 is DDPM (Song et al. 2021).")
+    add("sampler", "euler", factory="diffctl.samplers.euler:EulerSampler", config=EulerConfig,
+        summary="Euler steps on the probability-flow ODE in sigma space (Karras et al. 2022).")
+    add("sampler", "heun", factory="diffctl.samplers.heun:HeunSampler", config=HeunConfig,
+        summary="Heun's second-order ODE solver, EDM Algorithm 1/2 (Karras et al. 2022).")
+    add("sampler", "dpmpp-2m", factory="diffctl.samplers.dpmpp_2m:DPMSolverPP2MSampler",
+        config=DPMSolverPP2MConfig,
+        summary="DPM-Solver++(2M), multistep second order in log-SNR (Lu et al. 2022).")

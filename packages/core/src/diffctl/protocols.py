@@ -1,0 +1,101 @@
+"""The five component protocols. Each is small enough to implement in a few lines.
+
+Conventions (see DESIGN.md): images are float tensors in [-1, 1] shaped (C, H, W), 2-D points
+are shaped (2,); a batch adds a leading dimension B. Timesteps are integer tensors in
+[0, T-1] shaped (B,). Structural typing: any object with these attributes and methods is a
+component, no base class needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+
+PredictionType = Literal["epsilon", "sample", "v"]
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """Training examples of one shape.
+
+    ``dataset[i]`` returns ``(x, label)``: ``x`` a float32 tensor of ``sample_shape`` (images
+    in [-1, 1]); ``label`` an int in [0, num_classes) or -1 when the set has no labels.
+    Indexing is deterministic: the same index gives the same example.
+    """
+
+    sample_shape: tuple[int, ...]
+    num_classes: int | None
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]: ...
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """A network called as ``denoiser(x_t, t, cond=None)``.
+
+    ``x_t``: (B, *sample_shape) float; ``t``: (B,) int64 in [0, T-1]; ``cond``: (B,) int64
+    class labels or None. Returns a tensor shaped like ``x_t``: the noise (``epsilon``), the
+    clean sample (``sample``) or ``v``, as declared by ``prediction``. Usually a
+    ``torch.nn.Module``; it must not depend on the batch composition in eval mode.
+    """
+
+    prediction: PredictionType
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor,
+                 cond: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """A discrete noise schedule and its forward process.
+
+    ``betas`` and ``alphas_cumprod`` are float64 tensors of length ``num_train_timesteps``;
+    alphas_cumprod is strictly decreasing in (0, 1] (its last entry may be 0 for a
+    zero-terminal-SNR schedule). ``q_sample`` draws x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise;
+    ``timesteps`` returns a strictly decreasing int64 grid of ``num_steps`` timesteps.
+    """
+
+    num_train_timesteps: int
+    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor,
+                 noise: torch.Tensor) -> torch.Tensor: ...
+
+    def timesteps(self, num_steps: int, spacing: str = "trailing") -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Integrates the reverse process from noise ``x_T`` to data in ``num_steps`` steps.
+
+    Stateless: calling ``sample`` twice with the same inputs and generator state gives the
+    same output. ``generator`` may be a ``torch.Generator`` or a per-sample generator
+    (``diffctl.samplers.noise.PerSampleGenerator``) so samples do not depend on batch size.
+    ``callback`` receives a ``diffctl.samplers.base.Step`` after every step.
+    """
+
+    deterministic: bool
+
+    def sample(self, denoiser: Denoiser, scheduler: Scheduler, x_T: torch.Tensor,
+               num_steps: int, *, cond: torch.Tensor | None = None, generator: Any = None,
+               callback: Callable[[Any], None] | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Compares generated samples with real ones.
+
+    ``metric(generated, real)`` takes two (N, *sample_shape) tensors and returns named float
+    values (most metrics return one, e.g. ``{"mmd-rbf": 0.002}``). ``higher_is_better`` says
+    which way is good for the headline value. Deterministic for fixed inputs and config.
+    """
+
+    higher_is_better: bool
+
+    def __call__(self, generated: torch.Tensor, real: torch.Tensor) -> dict[str, float]: ...

@@ -1,0 +1,317 @@
+"""The component registry, fed by pluggy hook implementations found through entry points.
+
+Every plugin, the core's built-ins included, is a module named by an entry point in group
+``diffctl``. Loading runs each plugin's ``register_components`` hook against a staging area:
+a plugin either registers all of its components or is recorded as failed (import error, a
+hook that raises, an unknown hook, a duplicate name) and contributes nothing. Failures never
+stop the other plugins unless ``DIFFCTL_STRICT_PLUGINS=1``.
+
+The registry holds light specs only: a pydantic config model and a factory, usually given as a
+``"module:attribute"`` string imported on first :meth:`ComponentSpec.create`. Listing plugins
+and showing configs therefore never imports torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from diffctl import hookspecs
+from diffctl.config import build_config
+from diffctl.errors import PluginError, UnknownComponentError
+
+#: The kinds the toolkit itself composes. Plugins may add others; these are listed first.
+KINDS: tuple[str, ...] = (
+    "dataset",
+    "denoiser",
+    "scheduler",
+    "sampler",
+    "metric",
+    "feature-extractor",
+)
+
+_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+ENTRY_POINT_GROUP = "diffctl"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass
+class PluginInfo:
+    """What ``diffctl list plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    status: str = "loaded"  # loaded | failed
+    error: str | None = None
+    components: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "status": self.status,
+            "error": self.error,
+            "components": [f"{kind}:{name}" for kind, name in self.components],
+        }
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A registered component: enough to list, document, validate and build it."""
+
+    kind: str
+    name: str
+    factory: str | Callable[[Any], Any]
+    config: type[BaseModel]
+    summary: str
+    plugin: str
+    distribution: str
+    version: str
+
+    def load_factory(self) -> Callable[[Any], Any]:
+        """Import the factory if it was given as ``"module:attribute"``."""
+        if callable(self.factory):
+            return self.factory
+        module_name, _, attr = self.factory.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def make_config(self, values: dict[str, Any] | BaseModel | None = None, **overrides: Any):
+        """Validate a config for this component: defaults, then ``values``, then ``overrides``."""
+        if isinstance(values, BaseModel):
+            values = values.model_dump()
+        merged = {**(values or {}), **overrides}
+        return build_config(self.config, merged, where=f"{self.kind} '{self.name}'")
+
+    def create(self, values: dict[str, Any] | BaseModel | None = None, **overrides: Any) -> Any:
+        """Build the component from a validated config."""
+        return self.load_factory()(self.make_config(values, **overrides))
+
+
+class _Staging:
+    """The object a plugin's hook sees as ``registry``: collects its components for commit."""
+
+    def __init__(self, registry: Registry, info: PluginInfo):
+        self._registry = registry
+        self._info = info
+        self.specs: list[ComponentSpec] = []
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        *,
+        factory: str | Callable[[Any], Any],
+        config: type[BaseModel],
+        summary: str,
+    ) -> None:
+        """Register one component. ``factory(config)`` must return a ready component."""
+        if not _NAME_RE.match(kind) or not _NAME_RE.match(name):
+            raise ValueError(f"kind and name must be kebab-case, got {kind!r} / {name!r}")
+        if not (isinstance(config, type) and issubclass(config, BaseModel)):
+            raise TypeError(f"{kind} '{name}': config must be a pydantic model class")
+        if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+            raise TypeError(f"{kind} '{name}': factory must be callable or 'module:attribute'")
+        if not summary or "\n" in summary.strip():
+            raise ValueError(f"{kind} '{name}': summary must be one line")
+        existing = self._registry._specs.get((kind, name))
+        if existing is not None:
+            raise PluginError(
+                f"duplicate {kind} '{name}': already registered by plugin '{existing.plugin}' "
+                f"({existing.distribution}), registered again by plugin '{self._info.name}' "
+                f"({self._info.distribution})"
+            )
+        if any(s.kind == kind and s.name == name for s in self.specs):
+            raise PluginError(f"duplicate {kind} '{name}' within plugin '{self._info.name}'")
+        self.specs.append(
+            ComponentSpec(
+                kind=kind,
+                name=name,
+                factory=factory,
+                config=config,
+                summary=summary.strip(),
+                plugin=self._info.name,
+                distribution=self._info.distribution,
+                version=self._info.version,
+            )
+        )
+
+
+class Registry:
+    """Components by (kind, name), and the plugins they came from."""
+
+    def __init__(self, strict: bool | None = None):
+        self.strict = _env_flag("DIFFCTL_STRICT_PLUGINS") if strict is None else strict
+        self._specs: dict[tuple[str, str], ComponentSpec] = {}
+        self._plugins: list[PluginInfo] = []
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+
+    # -- loading ---------------------------------------------------------------------------
+    def load_entry_points(self, only: Iterable[str] | None = None) -> Registry:
+        """Load every plugin of entry-point group ``diffctl``.
+
+        ``only`` (or ``DIFFCTL_LOAD_PLUGINS=a,b``) restricts loading to the named
+        distributions or entry-point names; an empty value loads none.
+        """
+        if only is None and "DIFFCTL_LOAD_PLUGINS" in os.environ:
+            only = [p for p in os.environ["DIFFCTL_LOAD_PLUGINS"].split(",") if p.strip()]
+        wanted = None if only is None else {_canonical(p.strip()) for p in only}
+        eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+        def order(ep: metadata.EntryPoint) -> tuple[bool, str, str]:
+            dist = ep.dist.name if ep.dist else ""
+            return (_canonical(dist) != "diffctl-core", _canonical(dist), ep.name)
+
+        for ep in sorted(eps, key=order):
+            dist = ep.dist.name if ep.dist else "(unknown)"
+            version = ep.dist.version if ep.dist else "?"
+            if wanted is not None and not ({_canonical(dist), _canonical(ep.name)} & wanted):
+                continue
+            self._register(ep.load, name=ep.name, distribution=dist, version=version,
+                           module=ep.value)
+        self._pm.check_pending()
+        return self
+
+    def register_plugin(
+        self,
+        plugin: object,
+        *,
+        name: str,
+        distribution: str = "(local)",
+        version: str = "0",
+    ) -> PluginInfo:
+        """Load one plugin object (a module or any object with hook implementations)."""
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        return self._register(lambda: plugin, name=name, distribution=distribution,
+                              version=version, module=module)
+
+    def _register(
+        self,
+        load: Callable[[], object],
+        *,
+        name: str,
+        distribution: str,
+        version: str,
+        module: str,
+    ) -> PluginInfo:
+        """Import (``load``), register and run one plugin's hook; record any failure."""
+        info = PluginInfo(name=name, distribution=distribution, version=version, module=module)
+        self._plugins.append(info)
+        obj = None
+        try:
+            obj = load()
+            self._pm.register(obj, name=name)
+            unknown = [h.name for h in (self._pm.get_hookcallers(obj) or []) if not h.has_spec()]
+            if unknown:
+                raise PluginError(f"unknown hook(s): {', '.join(sorted(unknown))}")
+            staging = _Staging(self, info)
+            for impl in self._pm.hook.register_components.get_hookimpls():
+                if impl.plugin is obj:
+                    impl.function(registry=staging)
+        except Exception as exc:  # a broken plugin must not take the others down
+            if obj is not None and self._pm.is_registered(obj):
+                self._pm.unregister(obj)
+            info.status = "failed"
+            info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if self.strict:
+                raise PluginError(
+                    f"plugin '{name}' ({distribution}) failed to load: {info.error}"
+                ) from exc
+            return info
+        for spec in staging.specs:
+            self._specs[(spec.kind, spec.name)] = spec
+            info.components.append((spec.kind, spec.name))
+        return info
+
+    def call_register_commands(self, app: Any) -> None:
+        """Let each loaded plugin add CLI sub-commands; a failing hook marks its plugin failed."""
+        by_name = {p.name: p for p in self._plugins}
+        for impl in self._pm.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(app=app)
+            except Exception as exc:
+                info = by_name.get(impl.plugin_name)
+                message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                if self.strict:
+                    raise PluginError(f"plugin '{impl.plugin_name}' command hook failed: "
+                                      f"{message}") from exc
+                if info is not None:
+                    info.status, info.error = "failed", f"register_commands: {message}"
+
+    # -- queries ---------------------------------------------------------------------------
+    def plugins(self) -> list[PluginInfo]:
+        return list(self._plugins)
+
+    def kinds(self) -> list[str]:
+        extra = sorted({k for k, _ in self._specs} - set(KINDS))
+        return [*KINDS, *extra]
+
+    def components(self, kind: str | None = None) -> list[str]:
+        """Sorted names of one kind (or ``kind:name`` of all kinds)."""
+        if kind is None:
+            return sorted(f"{k}:{n}" for k, n in self._specs)
+        return sorted(n for k, n in self._specs if k == kind)
+
+    def specs(self, kind: str | None = None) -> list[ComponentSpec]:
+        return sorted(
+            (s for s in self._specs.values() if kind is None or s.kind == kind),
+            key=lambda s: (s.kind, s.name),
+        )
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        """The spec for ``kind``/``name``, or a one-line error naming what exists."""
+        if kind not in self.kinds():
+            close = difflib.get_close_matches(kind, self.kinds(), n=1)
+            raise UnknownComponentError("kind", kind, self.kinds(), close[0] if close else None)
+        spec = self._specs.get((kind, name))
+        if spec is None:
+            names = self.components(kind)
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+            raise UnknownComponentError(kind, name, names, close[0] if close else None)
+        return spec
+
+    def create(self, kind: str, name: str, config: dict[str, Any] | BaseModel | None = None,
+               **overrides: Any) -> Any:
+        """Build a component: ``registry.create("scheduler", "cosine", num_train_timesteps=500)``."""
+        return self.get(kind, name).create(config, **overrides)
+
+
+_default: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded from entry points on first use."""
+    global _default
+    if _default is None:
+        _default = Registry().load_entry_points()
+    return _default
+
+
+def reset_registry() -> None:
+    """Forget the loaded registry (tests; after changing DIFFCTL_* environment variables)."""
+    global _default
+    _default = None
+

@@ -1,0 +1,141 @@
+"""Plumbing shared by the samplers: the time grid, the model call and the trajectory.
+
+A sampler is stateless: ``sample`` computes the whole grid up front (timesteps and alpha_bar
+at each point and at the next one) and the solver walks it. Nothing recomputes a "previous
+timestep" from a stride.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from diffctl.samplers.noise import Generator
+from diffctl.schedules.parametrization import x0_and_eps
+
+#: Stand-in for alpha_bar = 0. A zero-terminal-SNR schedule has alpha_bar = 0 at t = T-1,
+#: where an epsilon prediction says nothing about x0 and sigma is infinite; diffusers' Euler
+#: scheduler uses the same 2**-24 there. It keeps every sampler finite for every prediction.
+MIN_ALPHA_BAR = 2.0**-24
+
+
+def sampling_alpha_bars(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """alpha_bar table (float64) with exact zeros replaced by a tiny positive value.
+
+    Only zeros change: min(2**-24, half the smallest positive value), so the table stays
+    strictly decreasing (cosine's own alpha_bar_{T-1} ~ 2e-9 is kept as it is).
+    """
+    table = alphas_cumprod.to(torch.float64)
+    zero = table <= 0
+    if not bool(zero.any()):
+        return table
+    stand_in = min(MIN_ALPHA_BAR, float(table[~zero].min()) / 2)
+    return torch.where(zero, torch.full_like(table, stand_in), table)
+
+
+@dataclass(frozen=True)
+class SamplingGrid:
+    """Timesteps t_0 > ... > t_{n-1}, alpha_bar at each, and alpha_bar of the step's target."""
+
+    timesteps: torch.Tensor  # (n,) int64
+    alpha_bars: torch.Tensor  # (n,) float64, zeros replaced (sampling_alpha_bars)
+    alpha_bars_next: torch.Tensor  # (n,) float64; last is 1 (or alpha_bar[0])
+
+    def __len__(self) -> int:
+        return int(self.timesteps.shape[0])
+
+
+def sampling_grid(scheduler: Any, num_steps: int, spacing: str = "trailing",
+                  final_alpha_one: bool = True) -> SamplingGrid:
+    """The grid an ``num_steps``-step sampler walks over ``scheduler``'s alpha_bar table."""
+    ts = scheduler.timesteps(num_steps, spacing)
+    table = sampling_alpha_bars(scheduler.alphas_cumprod)
+    final = 1.0 if final_alpha_one else float(table[0])
+    a = table[ts]
+    a_next = torch.cat([a[1:], a.new_tensor([final])])
+    return SamplingGrid(timesteps=ts, alpha_bars=a, alpha_bars_next=a_next)
+
+
+class DenoiserCall:
+    """Calls ``denoiser(x_t, t, cond)`` at one timestep and returns (x0, eps) estimates."""
+
+    def __init__(self, denoiser: Callable[..., torch.Tensor], cond: torch.Tensor | None = None):
+        self.denoiser = denoiser
+        self.cond = cond
+        self.prediction = getattr(denoiser, "prediction", "epsilon")
+        self.evaluations = 0
+
+    def __call__(self, x: torch.Tensor, t: int, alpha_bar: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        output = self.denoiser(x, t_batch, cond=self.cond)
+        self.evaluations += 1
+        a = torch.tensor(alpha_bar, dtype=x.dtype, device=x.device)
+        return x0_and_eps(output, x, a, self.prediction)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a callback sees after each step: the new state and the clean-data estimate."""
+
+    index: int  # 0 .. n-1
+    timestep: int  # the timestep the step started from
+    x: torch.Tensor  # state after the step, in the x_t (variance-preserving) scale
+    x0: torch.Tensor  # the model's clean-data estimate used by the step
+
+
+Callback = Callable[[Step], None] | None
+
+
+@dataclass
+class Trajectory:
+    """A callback that keeps every ``every``-th state (on the CPU) for plots and analysis."""
+
+    every: int = 1
+    timesteps: list[int] = field(default_factory=list)
+    xs: list[torch.Tensor] = field(default_factory=list)
+    x0s: list[torch.Tensor] = field(default_factory=list)
+
+    def __call__(self, step: Step) -> None:
+        if step.index % self.every == 0:
+            self.timesteps.append(step.timestep)
+            self.xs.append(step.x.detach().cpu().clone())
+            self.x0s.append(step.x0.detach().cpu().clone())
+
+
+class GridSampler:
+    """Base of the built-in samplers: builds the grid, disables autograd, calls ``solve``."""
+
+    #: True when the output is a deterministic function of x_T (no noise after x_T).
+    deterministic: bool = True
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def sample(
+        self,
+        denoiser: Callable[..., torch.Tensor],
+        scheduler: Any,
+        x_T: torch.Tensor,
+        num_steps: int,
+        *,
+        cond: torch.Tensor | None = None,
+        generator: Generator = None,
+        callback: Callback = None,
+    ) -> torch.Tensor:
+        """Integrate from pure noise ``x_T`` to data in ``num_steps`` grid steps."""
+        grid = sampling_grid(scheduler, num_steps, self.config.spacing,
+                             self.config.final_alpha_one)
+        model = DenoiserCall(denoiser, cond)
+        with torch.no_grad():
+            return self.solve(model, scheduler, grid, x_T, generator, callback)
+
+    def solve(self, model: DenoiserCall, scheduler: Any, grid: SamplingGrid, x: torch.Tensor,
+              generator: Generator, callback: Callback) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"

@@ -1,0 +1,53 @@
+"""Config models of the samplers (no torch: imported when plugins are listed)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from diffctl.config import ComponentConfig
+
+Spacing = Literal["leading", "trailing", "linspace"]
+
+
+class SamplerConfig(ComponentConfig):
+    """Fields shared by every sampler: how the time grid is laid out."""
+
+    spacing: Spacing = Field(
+        "trailing",
+        description="Time grid layout, as diffusers' timestep_spacing: leading, trailing, "
+        "linspace. 'trailing' starts at t = T-1.",
+    )
+    final_alpha_one: bool = Field(
+        True,
+        description="Last step goes to alpha_bar = 1 (clean data); false stops at "
+        "alpha_bar[0] like diffusers' set_alpha_to_one=False.",
+    )
+
+
+class AncestralConfig(SamplerConfig):
+    variance: Literal["posterior", "beta"] = Field(
+        "posterior",
+        description="Reverse variance: the posterior's beta-tilde ('posterior', DDPM's "
+        "fixed-small) or beta ('beta', fixed-large).",
+    )
+
+
+class DDIMConfig(SamplerConfig):
+    eta: float = Field(0.0, ge=0.0, le=1.0,
+                       description="Stochasticity: 0 deterministic (DDIM), 1 DDPM's posterior.")
+
+
+class EulerConfig(SamplerConfig):
+    s_churn: float = Field(0.0, ge=0.0,
+                           description="EDM churn: total noise re-injection (0 = deterministic ODE).")
+
+
+class HeunConfig(SamplerConfig):
+    s_churn: float = Field(0.0, ge=0.0,
+                           description="EDM churn: total noise re-injection (0 = deterministic ODE).")
+
+
+class DPMSolverPP2MConfig(SamplerConfig):
+    pass

@@ -1,0 +1,1 @@
+"""Training machinery: objective, EMA, learning-rate schedules, checkpoints, the trainer."""

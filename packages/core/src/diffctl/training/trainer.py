@@ -1,0 +1,234 @@
+"""The training loop: objective, optimiser, EMA, checkpoints, evaluation, resume.
+
+Randomness is a function of (seed, epoch): the data order, timesteps, noise and dropout of
+epoch e come from generators seeded with hash(seed, e). Checkpoints fall on epoch
+boundaries, so a resumed run continues exactly as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffctl.errors import DiffctlError
+from diffctl.runs.config import TrainConfig
+from diffctl.samplers.noise import mix_seed
+from diffctl.training.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    read_pointer,
+    save_checkpoint,
+    write_pointer,
+)
+from diffctl.training.ema import EMA
+from diffctl.training.lr_schedule import lr_multiplier, scaled_lr
+from diffctl.training.objective import diffusion_loss
+
+
+class TrainingDiverged(DiffctlError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """cuda > mps > cpu for ``auto``; an explicit choice that is unavailable is an error."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise DiffctlError("device 'cuda' requested but CUDA is not available")
+    if choice == "mps" and not has_mps:
+        raise DiffctlError("device 'mps' requested but MPS is not available")
+    return torch.device(choice)
+
+
+@dataclass
+class StepEvent:
+    """What a progress display sees after each optimisation step."""
+
+    step: int
+    epoch: int
+    total_steps: int
+    loss: float
+    lr: float
+    steps_per_second: float
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0  # epochs completed
+    train_seconds: float = 0.0
+    best_value: float | None = None
+    best_epoch: int | None = None
+    evals_without_improvement: int = 0
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+Evaluate = Callable[[torch.nn.Module, TrainState], dict[str, float]]
+
+
+class Trainer:
+    """Trains ``model`` on a tensor of examples; writes checkpoints under ``run_dir``."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        scheduler: Any,
+        train_data: torch.Tensor,
+        config: TrainConfig,
+        *,
+        seed: int = 0,
+        labels: torch.Tensor | None = None,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        checkpoint_dir: Path | None = None,
+        evaluate: Evaluate | None = None,
+        higher_is_better: Callable[[str], bool] = lambda name: False,
+        on_step: Callable[[StepEvent], None] | None = None,
+        on_eval: Callable[[TrainState, dict[str, float]], None] | None = None,
+    ):
+        self.config, self.seed = config, seed
+        self.device = pick_device(config.device)
+        self.model = model.to(self.device)
+        self.scheduler = scheduler
+        self.data = train_data.to(self.device)
+        self.labels = labels.to(self.device) if labels is not None else None
+        self.augment = augment
+        self.checkpoint_dir = checkpoint_dir
+        self.evaluate, self.on_step, self.on_eval = evaluate, on_step, on_eval
+        self.higher_is_better = higher_is_better
+        self.lr = scaled_lr(config.lr, config.batch_size, config.base_batch_size,
+                            config.lr_scaling)
+        opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(self.model.parameters(), lr=self.lr,
+                                 weight_decay=config.weight_decay)
+        self.ema = EMA(self.model, config.ema_decay, config.ema_warmup) \
+            if config.ema_decay else None
+        self.state = TrainState()
+        n = len(self.data)
+        self.steps_per_epoch = n // config.batch_size + (1 if n % config.batch_size >= 2 else 0)
+        self.total_steps = self.steps_per_epoch * config.epochs
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def eval_model(self) -> torch.nn.Module:
+        """The weights used for evaluation and sampling: the EMA copy when there is one."""
+        return self.ema.shadow if self.ema is not None else self.model
+
+    def save(self, name: str) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        state = self.state.as_dict() | {"ema_updates": self.ema.updates if self.ema else 0}
+        return save_checkpoint(self.checkpoint_dir, name, self.model, self.optimizer, state,
+                               ema=self.ema.shadow if self.ema else None)
+
+    def resume(self, path: Path | None = None) -> bool:
+        """Load ``path`` (default: the ``last`` pointer). Returns False if there is none."""
+        if path is None and self.checkpoint_dir is not None:
+            path = read_pointer(self.checkpoint_dir / "last")
+            if path is None or not path.exists():
+                found = list_checkpoints(self.checkpoint_dir)
+                path = found[-1] if found else None
+        if path is None:
+            return False
+        saved = load_checkpoint(path, self.model, self.optimizer,
+                                self.ema.shadow if self.ema else None)
+        if self.ema is not None:
+            self.ema.updates = int(saved.get("ema_updates", 0))
+        for key in TrainState.__dataclass_fields__:
+            if key in saved:
+                setattr(self.state, key, saved[key])
+        self.state.losses = [tuple(x) for x in self.state.losses]
+        return True
+
+    # -- the loop --------------------------------------------------------------------------
+    def _evaluate_and_checkpoint(self, last: bool) -> bool:
+        """Evaluate, track the best, checkpoint. Returns True when early stopping fires."""
+        st, cfg = self.state, self.config
+        metrics = self.evaluate(self.eval_model(), st) if self.evaluate else {}
+        name = f"epoch-{st.epoch:04d}"
+        improved = False
+        value = metrics.get(cfg.best_metric)
+        if value is not None and math.isfinite(value):
+            better = (st.best_value is None or
+                      (value > st.best_value if self.higher_is_better(cfg.best_metric)
+                       else value < st.best_value))
+            if better:
+                st.best_value, st.best_epoch, improved = value, st.epoch, True
+                st.evals_without_improvement = 0
+            else:
+                st.evals_without_improvement += 1
+        patience = cfg.early_stopping_patience
+        stop = patience is not None and st.evals_without_improvement >= patience and not last
+        st.stopped_early = stop
+        self.save(name)
+        if improved and self.checkpoint_dir is not None:
+            write_pointer(self.checkpoint_dir / "best", name)
+        if self.on_eval is not None:
+            self.on_eval(st, metrics)
+        return stop
+
+    def fit(self) -> TrainState:
+        cfg, st = self.config, self.state
+        T = self.scheduler.num_train_timesteps
+        n = len(self.data)
+        self.model.train()
+        while st.epoch < cfg.epochs:
+            started = time.perf_counter()
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, st.epoch))
+            torch.manual_seed(mix_seed(self.seed + 1, st.epoch))  # dropout and the like
+            order = torch.randperm(n, generator=gen).to(self.device)
+            for b in range(self.steps_per_epoch):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                x0 = self.data[idx]
+                if self.augment is not None:
+                    x0 = self.augment(x0, gen)
+                cond = self.labels[idx] if self.labels is not None else None
+                t = torch.randint(0, T, (len(idx),), generator=gen).to(self.device)
+                noise = torch.randn(x0.shape, generator=gen).to(self.device, x0.dtype)
+                loss = diffusion_loss(self.model, self.scheduler, x0, t, noise, cond,
+                                      cfg.loss_weighting, cfg.min_snr_gamma)
+                if not torch.isfinite(loss):
+                    last = read_pointer(self.checkpoint_dir / "last") \
+                        if self.checkpoint_dir else None
+                    kept = f"; last good checkpoint: {last}" if last else "; no checkpoint yet"
+                    raise TrainingDiverged(
+                        f"loss became {float(loss)} at step {st.step} (epoch {st.epoch}); "
+                        f"training stopped{kept}")
+                lr = self.lr * lr_multiplier(st.step, self.total_steps, cfg.lr_schedule,
+                                             cfg.warmup_steps)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                if self.ema is not None:
+                    self.ema.update(self.model)
+                st.step += 1
+                if st.step % cfg.log_every == 0 or st.step == 1:
+                    st.losses.append((st.step, float(loss)))
+                if self.on_step is not None:
+                    elapsed = st.train_seconds + time.perf_counter() - started
+                    self.on_step(StepEvent(st.step, st.epoch, self.total_steps, float(loss), lr,
+                                           st.step / max(elapsed, 1e-9)))
+            st.epoch += 1
+            st.train_seconds += time.perf_counter() - started
+            last = st.epoch == cfg.epochs
+            if st.epoch % cfg.checkpoint_every == 0 or last:
+                self.model.eval()
+                stop = self._evaluate_and_checkpoint(last)
+                self.model.train()
+                if stop:
+                    break
+        self.model.eval()
+        return st

@@ -1,0 +1,1 @@
+"""Metric plugins for diffctl."""

@@ -1,0 +1,1 @@
+"""Denoiser plugins for diffctl."""
