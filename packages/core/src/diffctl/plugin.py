@@ -5,6 +5,7 @@ Nothing here imports torch: factories are ``"module:attribute"`` strings resolve
 
 from __future__ import annotations
 
+from diffctl.datasets.configs import GMMRingConfig, TwoMoonsConfig
 from diffctl.hookspecs import hookimpl
 from diffctl.samplers.configs import (
     AncestralConfig,
@@ -50,3 +51,8 @@ def register_components(registry) -> None:
     add("sampler", "dpmpp-2m", factory="diffctl.samplers.dpmpp_2m:DPMSolverPP2MSampler",
         config=DPMSolverPP2MConfig,
         summary="DPM-Solver++(2M), multistep second order in log-SNR (Lu et al. 2022).")
+    # datasets (kind "dataset"): synthetic 2-D sets with a held-out split and fresh draws
+    add("dataset", "two-moons", factory="diffctl.datasets.moons:TwoMoons", config=TwoMoonsConfig,
+        summary="scikit-learn's two interleaving moons (default noise 0.1, 20 000 points).")
+    add("dataset", "gmm-ring", factory="diffctl.datasets.gmm:GMMRing", config=GMMRingConfig,
+        summary="Equal-weight Gaussians on a circle (default 8 modes, radius 5, std 0.2).")

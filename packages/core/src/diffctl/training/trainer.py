@@ -196,12 +196,13 @@ class Trainer:
                 noise = torch.randn(x0.shape, generator=gen).to(self.device, x0.dtype)
                 loss = diffusion_loss(self.model, self.scheduler, x0, t, noise, cond,
                                       cfg.loss_weighting, cfg.min_snr_gamma)
-                if not torch.isfinite(loss):
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
                     last = read_pointer(self.checkpoint_dir / "last") \
                         if self.checkpoint_dir else None
                     kept = f"; last good checkpoint: {last}" if last else "; no checkpoint yet"
                     raise TrainingDiverged(
-                        f"loss became {float(loss)} at step {st.step} (epoch {st.epoch}); "
+                        f"loss became {loss_value} at step {st.step} (epoch {st.epoch}); "
                         f"training stopped{kept}")
                 lr = self.lr * lr_multiplier(st.step, self.total_steps, cfg.lr_schedule,
                                              cfg.warmup_steps)
@@ -216,10 +217,10 @@ class Trainer:
                     self.ema.update(self.model)
                 st.step += 1
                 if st.step % cfg.log_every == 0 or st.step == 1:
-                    st.losses.append((st.step, float(loss)))
+                    st.losses.append((st.step, loss_value))
                 if self.on_step is not None:
                     elapsed = st.train_seconds + time.perf_counter() - started
-                    self.on_step(StepEvent(st.step, st.epoch, self.total_steps, float(loss), lr,
+                    self.on_step(StepEvent(st.step, st.epoch, self.total_steps, loss_value, lr,
                                            st.step / max(elapsed, 1e-9)))
             st.epoch += 1
             st.train_seconds += time.perf_counter() - started

@@ -1,0 +1,125 @@
+"""PNG plots of a run, drawn from the files in its run directory (matplotlib, Agg).
+
+Each function reads plain arrays and writes one PNG; ``plot_run`` draws every plot that the
+run's files allow. Imported only by commands that plot, so start-up stays light.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _limits(*arrays: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    pts = np.concatenate([a.reshape(-1, 2) for a in arrays])
+    lo, hi = np.percentile(pts, 0.5, axis=0), np.percentile(pts, 99.5, axis=0)
+    pad = 0.1 * (hi - lo)
+    return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+
+
+def plot_scatter(samples: np.ndarray, real: np.ndarray, path: Path, title: str = "") -> Path:
+    """Generated vs real 2-D points side by side, on the same axes limits."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.3), sharex=True, sharey=True)
+    xlim, ylim = _limits(samples, real)
+    for ax, pts, name, color in ((axes[0], real, "real", "tab:blue"),
+                                 (axes[1], samples, "generated", "tab:orange")):
+        ax.scatter(pts[:, 0], pts[:, 1], s=1.5, alpha=0.4, color=color, linewidths=0)
+        ax.set_title(f"{name} (n={len(pts)})")
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        ax.set_aspect("equal")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_progression(timesteps: np.ndarray, xs: np.ndarray, path: Path) -> Path:
+    """Sampler states from noise (left) to data (right)."""
+    k = len(timesteps)
+    fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2.4), sharex=True, sharey=True)
+    axes = np.atleast_1d(axes)
+    xlim, ylim = _limits(xs[-1])
+    for ax, t, x in zip(axes, timesteps, xs, strict=True):
+        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5, linewidths=0)
+        ax.set_title(f"after t={int(t)}", fontsize=8)
+        ax.set_xlim(xlim[0] - 1, xlim[1] + 1)
+        ax.set_ylim(ylim[0] - 1, ylim[1] + 1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, path)
+
+
+def plot_losses(losses: list[list[float]], path: Path, train_seconds: float | None = None
+                ) -> Path:
+    """Training loss against step (log scale), with the training time in the title."""
+    arr = np.asarray(losses, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(arr[:, 0], arr[:, 1], lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    if train_seconds is not None:
+        ax.set_title(f"training time {train_seconds:.1f} s, "
+                     f"{arr[-1, 0] / max(train_seconds, 1e-9):.0f} steps/s")
+    return _save(fig, path)
+
+
+def plot_metric_curves(history: list[dict], path: Path, x: str = "epoch") -> Path | None:
+    """Each recorded metric against epoch (one panel per metric)."""
+    skip = {"step", "epoch", "train_seconds", "wall_seconds", "checkpoint"}
+    names = sorted({k for rec in history for k in rec if k not in skip
+                    and isinstance(rec[k], int | float)})
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        pts = [(r[x], r[name]) for r in history if name in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3)
+        ax.set_xlabel(x)
+        ax.set_title(name)
+    return _save(fig, path)
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """Every plot the run directory's files allow; returns the written paths."""
+    written: list[Path] = []
+    samples, real = run_dir / "samples.npy", run_dir / "real.npy"
+    if samples.exists() and real.exists():
+        s, r = np.load(samples), np.load(real)
+        if s.ndim == 2 and s.shape[1] == 2:
+            written.append(plot_scatter(s, r, run_dir / "samples.png", run_dir.name))
+    traj = run_dir / "trajectory.npz"
+    if traj.exists():
+        data = np.load(traj)
+        if data["xs"].ndim == 3 and data["xs"].shape[2] == 2:
+            written.append(plot_progression(data["timesteps"], data["xs"],
+                                            run_dir / "progression.png"))
+    losses = run_dir / "losses.json"
+    if losses.exists():
+        report = run_dir / "metrics.json"
+        seconds = None
+        if report.exists():
+            seconds = json.loads(report.read_text()).get("train", {}).get("train_seconds")
+        loss_values = json.loads(losses.read_text())
+        if loss_values:
+            written.append(plot_losses(loss_values, run_dir / "loss.png", seconds))
+    history = run_dir / "metrics.jsonl"
+    if history.exists():
+        recs = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+        out = plot_metric_curves(recs, run_dir / "metric_curves.png")
+        if out is not None:
+            written.append(out)
+    return written

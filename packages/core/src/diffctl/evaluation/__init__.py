@@ -1,0 +1,1 @@
+"""Evaluation helpers shared by runs and reports."""

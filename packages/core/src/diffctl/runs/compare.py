@@ -1,0 +1,68 @@
+"""Compare runs: final values, best value and when, convergence speed, stability."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffctl.errors import UsageError
+
+
+def load_history(run_dir: Path) -> list[dict[str, Any]]:
+    """Per-checkpoint records: the sweep's if there is one, else the training log."""
+    for name in ("eval/checkpoints.jsonl", "metrics.jsonl"):
+        f = run_dir / name
+        if f.exists():
+            return [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+    return []
+
+
+def summarize(history: list[dict[str, Any]], metric: str, higher_is_better: bool = False,
+              last_k: int = 5, tolerance: float = 0.1) -> dict[str, Any]:
+    """Best value and its epoch; epochs to come within ``tolerance`` of the best
+    (convergence speed); coefficient of variation over the last ``last_k`` checkpoints
+    (stability)."""
+    pts = [(r["epoch"], float(r[metric])) for r in history
+           if metric in r and math.isfinite(float(r[metric]))]
+    if not pts:
+        return {}
+    epochs, values = zip(*pts, strict=True)
+    arr = np.asarray(values)
+    i = int(arr.argmax() if higher_is_better else arr.argmin())
+    best = float(arr[i])
+    margin = tolerance * abs(best)
+    good = arr >= best - margin if higher_is_better else arr <= best + margin
+    tail = arr[-last_k:]
+    mean = float(tail.mean())
+    return {"final": float(arr[-1]), "best": best, "best_epoch": int(epochs[i]),
+            "epochs_to_within_10pct": int(epochs[int(np.argmax(good))]),
+            "cv_last": float(tail.std() / abs(mean)) if mean != 0 else math.nan,
+            "checkpoints": len(arr)}
+
+
+def compare_runs(run_dirs: list[Path], metrics: list[str] | None = None,
+                 higher_is_better: dict[str, bool] | None = None) -> dict[str, Any]:
+    """Per run and metric: the summary above, plus the final report's metrics."""
+    higher_is_better = higher_is_better or {}
+    out: dict[str, Any] = {}
+    for run in run_dirs:
+        if not (run / "config.yaml").is_file():
+            raise UsageError(f"not a run directory (no config.yaml): {run}")
+        history = load_history(run)
+        names = metrics or sorted({k for r in history for k in r
+                                   if k not in {"step", "epoch", "checkpoint", "seconds",
+                                                "train_seconds", "wall_seconds"}})
+        final = {}
+        report = run / "metrics.json"
+        if report.exists():
+            data = json.loads(report.read_text())
+            final = data.get("eval", {}).get("metrics", {})
+            final["train_seconds"] = data.get("train", {}).get("train_seconds")
+        out[str(run)] = {"final": final,
+                         "summary": {m: summarize(history, m, higher_is_better.get(m, False))
+                                     for m in names}}
+    return out

@@ -1,0 +1,242 @@
+"""Compose a run from the registry, train it, sample, evaluate, and write the run directory.
+
+Run directory (DESIGN.md, "Runs"): ``config.yaml`` (resolved), ``checkpoints/``,
+``metrics.jsonl`` (one line per evaluation), ``metrics.json`` (final, with floors),
+``samples.npy``, ``trajectory.npz`` (states along the sampling path), ``losses.json``.
+Plots are drawn by the CLI from these files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffctl.errors import UsageError
+from diffctl.registry import Registry, get_registry
+from diffctl.runs.config import RunConfig, dump
+from diffctl.samplers.base import Trajectory
+from diffctl.samplers.noise import initial_noise
+from diffctl.training.checkpoint import load_checkpoint, read_pointer
+from diffctl.training.heldout_loss import heldout_loss
+from diffctl.training.trainer import StepEvent, Trainer, TrainState
+
+
+@dataclass
+class Components:
+    dataset: Any
+    denoiser: torch.nn.Module
+    scheduler: Any
+    sampler: Any
+
+
+def build(config: RunConfig, registry: Registry | None = None) -> Components:
+    """Instantiate the four components of a resolved config (seeded model init)."""
+    registry = registry or get_registry()
+    dataset = registry.create("dataset", config.dataset.name, config.dataset.options())
+    scheduler = registry.create("scheduler", config.scheduler.name, config.scheduler.options())
+    options = config.denoiser.options()
+    shape = tuple(dataset.sample_shape)
+    if "data_dim" in options and len(shape) == 1 and options["data_dim"] != shape[0]:
+        raise UsageError(f"denoiser data_dim {options['data_dim']} does not match the "
+                         f"dataset's sample shape {shape}")
+    if "num_train_timesteps" in options:
+        options["num_train_timesteps"] = scheduler.num_train_timesteps
+    torch.manual_seed(config.seed)
+    denoiser = registry.create("denoiser", config.denoiser.name, options)
+    sampler = registry.create("sampler", config.sampler.name, config.sampler.options())
+    return Components(dataset, denoiser, scheduler, sampler)
+
+
+def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = config.name or f"{config.dataset.name}-{config.denoiser.name}"
+    return root / f"{stamp}-{name}"
+
+
+def generate(components: Components, model: torch.nn.Module, n: int, num_steps: int,
+             seed: int, batch_size: int, trajectory: Trajectory | None = None) -> torch.Tensor:
+    """Draw n samples; sample i depends only on (seed, i), not on batch_size."""
+    device = next(model.parameters()).device
+    shape = tuple(components.dataset.sample_shape)
+    out = []
+    model.eval()
+    for start in range(0, n, batch_size):
+        size = min(batch_size, n - start)
+        x_T, gen = initial_noise((size, *shape), seed, offset=start, device=device)
+        callback = trajectory if (trajectory is not None and start == 0) else None
+        out.append(components.sampler.sample(model, components.scheduler, x_T, num_steps,
+                                             generator=gen, callback=callback).cpu())
+    return torch.cat(out)
+
+
+def metric_values(registry: Registry, names: list[str], generated: torch.Tensor,
+                  real: torch.Tensor) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for name in names:
+        result = registry.create("metric", name)(generated, real)
+        values.update({k: float(v) for k, v in result.items()})
+    return values
+
+
+class RunDirectory:
+    """Paths of one run and the small writers for its files."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.checkpoints = path / "checkpoints"
+
+    def exists(self) -> bool:
+        return (self.path / "config.yaml").is_file()
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def write_json(self, name: str, payload: Any) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.replace(self.path / name)
+
+    def metrics_history(self) -> list[dict[str, Any]]:
+        f = self.path / "metrics.jsonl"
+        if not f.exists():
+            return []
+        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+
+
+def make_trainer(config: RunConfig, components: Components, run: RunDirectory | None,
+                 registry: Registry, on_step=None) -> Trainer:
+    """A trainer whose checkpoint evaluation computes test-loss and the chosen metrics."""
+    ds = components.dataset
+    test_data = ds.test_tensor()
+    started = time.time()
+
+    def evaluate(model: torch.nn.Module, state: TrainState) -> dict[str, float]:
+        values = {"test-loss": heldout_loss(model, components.scheduler, test_data,
+                                            timesteps=config.eval.test_loss_timesteps,
+                                            seed=config.seed)}
+        if config.eval.during_training:
+            n = config.eval.during_training_samples
+            gen = generate(components, model, n, config.sample.num_steps, config.seed + 1, n)
+            real = ds.reference(n, config.seed + 2)
+            values |= metric_values(registry, config.eval.during_training, gen, real)
+        return values
+
+    def on_eval(state: TrainState, values: dict[str, float]) -> None:
+        if run is not None:
+            run.append_metrics({"step": state.step, "epoch": state.epoch,
+                                "train_seconds": round(state.train_seconds, 3),
+                                "wall_seconds": round(time.time() - started, 3), **values})
+
+    def higher_is_better(name: str) -> bool:
+        if name == "test-loss":
+            return False
+        try:
+            return bool(registry.create("metric", name).higher_is_better)
+        except Exception:
+            return False
+
+    return Trainer(components.denoiser, components.scheduler, ds.train_tensor(), config.train,
+                   seed=config.seed, augment=getattr(ds, "augment", None),
+                   checkpoint_dir=run.checkpoints if run else None, evaluate=evaluate,
+                   higher_is_better=higher_is_better, on_step=on_step, on_eval=on_eval)
+
+
+def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.Module,
+                     registry: Registry, run: RunDirectory | None = None) -> dict[str, Any]:
+    """Final evaluation: sample, compute metrics and their real-vs-real floors."""
+    from diffctl.evaluation.floor import metric_floor
+
+    cfg = config.sample
+    traj = Trajectory(every=max(1, cfg.num_steps // 10)) if cfg.progression_samples else None
+    t0 = time.perf_counter()
+    samples = generate(components, model, cfg.num_samples, cfg.num_steps, config.seed + 1,
+                       cfg.batch_size, traj)
+    sample_seconds = time.perf_counter() - t0
+    real = components.dataset.reference(cfg.num_samples, config.seed + 2)
+    result: dict[str, Any] = {"num_samples": cfg.num_samples, "sample_seconds": sample_seconds,
+                              "metrics": metric_values(registry, config.eval.metrics, samples,
+                                                       real), "floors": {}}
+    for name in config.eval.metrics:
+        if config.eval.floor_draws:
+            metric = registry.create("metric", name)
+            floor = metric_floor(metric, components.dataset.reference, cfg.num_samples,
+                                 draws=config.eval.floor_draws, seed=config.seed + 100)
+            result["floors"].update(floor)
+    if run is not None:
+        np.save(run.path / "samples.npy", samples.numpy())
+        np.save(run.path / "real.npy", real.numpy())
+        if traj is not None and traj.xs:
+            k = cfg.progression_samples
+            np.savez(run.path / "trajectory.npz", timesteps=np.array(traj.timesteps),
+                     xs=np.stack([x[:k].numpy() for x in traj.xs]),
+                     x0s=np.stack([x[:k].numpy() for x in traj.x0s]))
+    return result
+
+
+def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,
+                   registry: Registry | None = None, on_step=None,
+                   train: bool = True, evaluate: bool = True) -> dict[str, Any]:
+    """Train (or resume) and evaluate one run; returns the final report."""
+    registry = registry or get_registry()
+    run = RunDirectory(out)
+    if resume and not run.exists():
+        raise UsageError(f"no run to resume at {out} (config.yaml missing)")
+    if not resume and run.exists():
+        raise UsageError(f"run directory {out} already holds a run; use --resume or "
+                         "another --out")
+    components = build(config, registry)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        (out / "config.yaml").write_text(dump(config))
+    trainer = make_trainer(config, components, run, registry, on_step)
+    if resume:
+        trainer.resume()
+    if train:
+        state = trainer.fit()
+        run.write_json("losses.json", state.losses)
+    report: dict[str, Any] = {"run": str(out), "train": trainer.state.as_dict() | {
+        "losses": None, "device": str(trainer.device),
+        "parameters": sum(p.numel() for p in trainer.model.parameters())}}
+    if evaluate:
+        model = trainer.eval_model() if config.sample.use_ema else trainer.model
+        report["eval"] = evaluate_samples(config, components, model, registry, run)
+        history = run.metrics_history()
+        if history:
+            report["eval"]["metrics"]["test-loss"] = history[-1].get("test-loss", math.nan)
+        run.write_json("metrics.json", report)
+    return report
+
+
+def load_run_model(path: Path, registry: Registry | None = None, checkpoint: str = "last",
+                   use_ema: bool = True) -> tuple[RunConfig, Components, torch.nn.Module]:
+    """Rebuild a run's components and load one of its checkpoints (``last``, ``best`` or a
+    folder name)."""
+    from diffctl.runs.config import load_yaml, resolve
+
+    registry = registry or get_registry()
+    run = RunDirectory(path)
+    if not run.exists():
+        raise UsageError(f"not a run directory (no config.yaml): {path}")
+    config = resolve(load_yaml(path / "config.yaml"), registry)
+    components = build(config, registry)
+    ckpt = read_pointer(run.checkpoints / checkpoint) if checkpoint in ("last", "best") \
+        else run.checkpoints / checkpoint
+    if ckpt is None:
+        raise UsageError(f"run {path} has no '{checkpoint}' checkpoint")
+    model = components.denoiser
+    ema = None
+    if use_ema and (ckpt / "ema.safetensors").exists():
+        import copy
+
+        ema = copy.deepcopy(model)
+    load_checkpoint(ckpt, model, None, ema)
+    return config, components, (ema if ema is not None else model).eval()

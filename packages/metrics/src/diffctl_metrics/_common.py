@@ -1,0 +1,38 @@
+"""Input conversion and seeded subsampling shared by the sample metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def as_numpy(x: Any, dim: int | None = None) -> np.ndarray:
+    """A float64 (N, D) array from a tensor or array of N samples (trailing dims flattened)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"expected points of dimension {dim}, got shape {tuple(arr.shape)}")
+    if len(arr) == 0:
+        raise ValueError("empty sample")
+    return arr
+
+
+def as_tensor(x: Any, device: torch.device | None = None) -> torch.Tensor:
+    """A float64 (N, D) tensor (on ``device``, else where ``x`` lives) from a tensor or array."""
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    t = t.to(device=device or t.device, dtype=torch.float64)
+    t = t.reshape(len(t), -1) if t.ndim != 2 else t
+    if len(t) == 0:
+        raise ValueError("empty sample")
+    return t
+
+
+def subsample_indices(n: int, k: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded uniform subsample of ``min(k, n)`` of ``range(n)``."""
+    if k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
