@@ -180,6 +180,16 @@ def test_trajectory_callback_sees_every_step(name: str) -> None:
     torch.testing.assert_close(traj.xs[-1], x)
 
 
+def test_trajectory_every_k_keeps_the_final_state() -> None:
+    scheduler = diffctl.create("scheduler", "linear")
+    traj = Trajectory(every=5)
+    x = diffctl.create("sampler", "ddim").sample(ToyDenoiser("epsilon"), scheduler,
+                                                 torch.randn(4, 2), 12, callback=traj)
+    grid = scheduler.timesteps(12, "trailing").tolist()
+    assert traj.timesteps == [grid[0], grid[5], grid[10], grid[11]]
+    torch.testing.assert_close(traj.xs[-1], x)
+
+
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_samples_do_not_depend_on_batch_size(name: str) -> None:
     scheduler = diffctl.create("scheduler", "linear")

@@ -47,14 +47,15 @@ def plot_scatter(samples: np.ndarray, real: np.ndarray, path: Path, title: str =
 
 
 def plot_progression(timesteps: np.ndarray, xs: np.ndarray, path: Path) -> Path:
-    """Sampler states from noise (left) to data (right)."""
+    """Sampler states from noise (left) to data (right); each panel is the state after the
+    step that started at the timestep in its title (the last panel is the final sample)."""
     k = len(timesteps)
     fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2.4), sharex=True, sharey=True)
     axes = np.atleast_1d(axes)
     xlim, ylim = _limits(xs[-1])
     for ax, t, x in zip(axes, timesteps, xs, strict=True):
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5, linewidths=0)
-        ax.set_title(f"after t={int(t)}", fontsize=8)
+        ax.set_title(f"step from t={int(t)}", fontsize=8)
         ax.set_xlim(xlim[0] - 1, xlim[1] + 1)
         ax.set_ylim(ylim[0] - 1, ylim[1] + 1)
         ax.set_xticks([])

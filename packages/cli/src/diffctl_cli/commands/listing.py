@@ -1,142 +1,221 @@
 """``diffctl list`` and ``diffctl show``: what the installed plugins provide.
 
-Reads only the registry's light specs (config models and summaries), never importing torch.
+Both read only the registry's light specs (config models and summaries), so they never import
+torch; the one exception is ``show`` for a kind with a details hook (a denoiser's parameter
+count builds the model). Plugin-provided text is escaped before rich renders it, so a summary
+or error containing ``[...]`` is printed as written.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-list_app = typer.Typer(help="List plugins, kinds or the components of one kind.",
-                       no_args_is_help=True)
+if TYPE_CHECKING:
+    from diffctl.registry import ComponentSpec, PluginInfo, Registry
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+#: Names of a plugin's components shown per kind in ``list plugins`` before "...".
+NAMES_PER_KIND = 3
 
 
-def _kind(registry, kind: str) -> str:
-    """Accept plurals (``samplers``) and report unknown kinds with the closest match."""
+def _console() -> Console:
+    """A console built per command, so it sees the current stdout and terminal width."""
+    return Console(highlight=False)
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def resolve_kind(registry: Registry, kind: str) -> str:
+    """The registered kind for ``kind``, accepting plurals (``samplers``).
+
+    An unknown kind raises :class:`~diffctl.errors.UnknownComponentError` naming the closest
+    kind, which the CLI prints as one line with exit code 2.
+    """
+    from diffctl.errors import UnknownComponentError
+
     kinds = registry.kinds()
-    if kind not in kinds and kind.endswith("s") and kind[:-1] in kinds:
-        kind = kind[:-1]
-    if kind not in kinds:
-        registry.get(kind, "")  # raises UnknownComponentError for the kind
-    return kind
+    if kind in kinds:
+        return kind
+    if kind.endswith("s") and kind[:-1] in kinds:
+        return kind[:-1]
+    close = difflib.get_close_matches(kind, kinds, n=1)
+    raise UnknownComponentError("kind", kind, kinds, close[0] if close else None)
 
 
-@list_app.command("plugins")
-def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
-                 ) -> None:
-    """Every plugin found through entry points: distribution, version, components, status."""
-    from diffctl.registry import get_registry
+# -- diffctl list -----------------------------------------------------------------------------
+def components_summary(info: PluginInfo, per_kind: int = NAMES_PER_KIND) -> str:
+    """One line per kind, e.g. ``scheduler (4): cosine, linear, scaled-linear, ...``."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, name in info.components:
+        by_kind.setdefault(kind, []).append(name)
+    lines = []
+    for kind, names in sorted(by_kind.items()):
+        names.sort()
+        shown = ", ".join(names[:per_kind]) + (", ..." if len(names) > per_kind else "")
+        lines.append(f"{kind} ({len(names)}): {shown}")
+    return "\n".join(lines) or "-"
 
-    plugins = get_registry().plugins()
+
+def _list_plugins(registry: Registry, as_json: bool) -> None:
+    plugins = registry.plugins()
     if as_json:
-        typer.echo(json.dumps([p.as_dict() for p in plugins], indent=1))
+        _echo_json([p.as_dict() for p in plugins])
         return
     table = Table(title="diffctl plugins")
-    for col in ("plugin", "distribution", "version", "components", "status"):
-        table.add_column(col, overflow="fold")
+    for column in ("plugin", "distribution", "version", "components", "status"):
+        table.add_column(column, overflow="fold")
     for p in plugins:
-        by_kind: dict[str, list[str]] = {}
-        for kind, name in p.components:
-            by_kind.setdefault(kind, []).append(name)
-        comps = "\n".join(f"{k}: {', '.join(sorted(v))}" for k, v in sorted(by_kind.items()))
-        status = "[green]loaded[/]" if p.status == "loaded" else f"[red]failed[/]: {p.error}"
-        table.add_row(p.name, p.distribution, p.version, comps or "-", status)
-    console.print(table)
+        status = ("[green]loaded[/]" if p.status == "loaded"
+                  else f"[red]failed[/]: {escape(p.error or '')}")
+        table.add_row(escape(p.name), escape(p.distribution), escape(p.version),
+                      escape(components_summary(p)), status)
+    _console().print(table)
 
 
-@list_app.command("kinds")
-def list_kinds() -> None:
-    """The component kinds and how many of each are registered."""
-    from diffctl.registry import get_registry
-
-    registry = get_registry()
+def _list_kinds(registry: Registry, as_json: bool) -> None:
+    counts = {kind: len(registry.components(kind)) for kind in registry.kinds()}
+    if as_json:
+        _echo_json(counts)
+        return
     table = Table(title="component kinds")
     table.add_column("kind")
     table.add_column("count", justify="right")
-    for kind in registry.kinds():
-        table.add_row(kind, str(len(registry.components(kind))))
+    for kind, count in counts.items():
+        table.add_row(escape(kind), str(count))
+    console = _console()
     console.print(table)
+    console.print("list one kind with [bold]diffctl list KIND[/], plugins with "
+                  "[bold]diffctl list plugins[/]")
 
 
-def list_kind(kind: str, as_json: bool) -> None:
-    from diffctl.registry import get_registry
-
-    registry = get_registry()
-    kind = _kind(registry, kind)
+def _list_components(registry: Registry, kind: str, as_json: bool) -> None:
     specs = registry.specs(kind)
     if as_json:
-        typer.echo(json.dumps([{"name": s.name, "summary": s.summary, "plugin": s.plugin,
-                                "distribution": s.distribution} for s in specs], indent=1))
+        _echo_json([{"name": s.name, "summary": s.summary, "plugin": s.plugin,
+                     "distribution": s.distribution, "version": s.version} for s in specs])
         return
     table = Table(title=f"{kind} components")
-    for col in ("name", "summary", "plugin"):
-        table.add_column(col, overflow="fold")
+    for column in ("name", "summary", "plugin"):
+        table.add_column(column, overflow="fold")
     for s in specs:
-        table.add_row(s.name, s.summary, f"{s.plugin} ({s.distribution})")
-    console.print(table)
+        table.add_row(escape(s.name), escape(s.summary), escape(s.plugin))
+    _console().print(table)
 
 
-def _register_kind_commands() -> None:
-    """``diffctl list sampler`` etc.: one sub-command per kind, plurals included."""
-    from diffctl.registry import KINDS
-
-    for kind in KINDS:
-        for name in (kind, kind + "s"):
-            def command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
-                        = False, _kind: str = kind) -> None:
-                list_kind(_kind, as_json)
-
-            command.__doc__ = f"Registered {kind} components."
-            list_app.command(name, hidden=name.endswith("s"))(command)
-
-
-_register_kind_commands()
-
-
-def show(
-    kind: Annotated[str, typer.Argument(help="Component kind, e.g. sampler.")],
-    name: Annotated[str, typer.Argument(help="Component name, e.g. ddim.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the config's JSON schema.")]
-    = False,
+def list_command(
+    what: Annotated[str, typer.Argument(
+        help="'plugins', 'kinds', or a component kind such as sampler (plurals accepted).")
+    ] = "kinds",
+    as_json: JsonOpt = False,
 ) -> None:
-    """A component's summary, origin and config fields (type, default, description)."""
-    from diffctl.registry import get_registry
+    """List plugins (with status), component kinds, or the components of one kind."""
+    from diffctl import get_registry
 
     registry = get_registry()
-    kind = _kind(registry, kind)
+    if what == "plugins":
+        _list_plugins(registry, as_json)
+    elif what == "kinds":
+        _list_kinds(registry, as_json)
+    else:
+        _list_components(registry, resolve_kind(registry, what), as_json)
+
+
+# -- diffctl show -----------------------------------------------------------------------------
+def _denoiser_details(spec: ComponentSpec) -> dict[str, Any]:
+    """Parameter count of the default-config model (imports torch: denoisers only)."""
+    model = spec.create()
+    return {"parameters": sum(p.numel() for p in model.parameters())}
+
+
+#: Extra facts ``show`` reports for a kind; each hook gets the spec and returns name -> value.
+DETAILS: dict[str, Callable[[ComponentSpec], dict[str, Any]]] = {
+    "denoiser": _denoiser_details,
+}
+
+
+def _details(spec: ComponentSpec) -> dict[str, Any]:
+    """The kind's details, or ``{"error": ...}``: a failing hook must not hide the config."""
+    hook = DETAILS.get(spec.kind)
+    if hook is None:
+        return {}
+    try:
+        return hook(spec)
+    except Exception as exc:  # the config table is still worth showing
+        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _jsonable(value: Any) -> Any:
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value, fallback=repr)
+
+
+def config_rows(spec: ComponentSpec) -> list[dict[str, Any]]:
+    """One row per config field: name, type, default (JSON value, or required) and description."""
+    rows = []
+    for name, field in spec.config.model_fields.items():
+        required = field.is_required()
+        default = None if required else _jsonable(field.get_default(call_default_factory=True))
+        rows.append({"name": name, "type": _type_name(field.annotation), "required": required,
+                     "default": default, "description": field.description or ""})
+    return rows
+
+
+def show_command(
+    kind: Annotated[str, typer.Argument(help="Component kind, e.g. sampler.")],
+    name: Annotated[str, typer.Argument(help="Component name, e.g. ddim.")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the config's JSON schema and defaults.")] = False,
+) -> None:
+    """A component's summary, origin and config fields (type, default, description)."""
+    from diffctl import get_registry
+
+    registry = get_registry()
+    kind = resolve_kind(registry, kind)
     spec = registry.get(kind, name)
+    rows = config_rows(spec)
+    details = _details(spec)
     if as_json:
-        typer.echo(json.dumps({"kind": kind, "name": name, "summary": spec.summary,
-                               "plugin": spec.plugin, "distribution": spec.distribution,
-                               "version": spec.version,
-                               "config": spec.config.model_json_schema(),
-                               "defaults": spec.config().model_dump(mode="json")}, indent=1))
+        _echo_json({"kind": kind, "name": name, "summary": spec.summary, "plugin": spec.plugin,
+                    "distribution": spec.distribution, "version": spec.version,
+                    "defaults": {r["name"]: r["default"] for r in rows if not r["required"]},
+                    "schema": spec.config.model_json_schema(), "details": details})
         return
-    console.print(f"[bold]{kind} {name}[/]: {spec.summary}")
-    console.print(f"from plugin {spec.plugin} ({spec.distribution} {spec.version})")
+    console = _console()
+    console.print(f"[bold]{escape(kind)} {escape(name)}[/]: {escape(spec.summary)}")
+    console.print(f"plugin {escape(spec.plugin)} ({escape(spec.distribution)} "
+                  f"{escape(spec.version)})")
     table = Table(title="config")
-    for col in ("field", "type", "default", "description"):
-        table.add_column(col, overflow="fold")
-    for field_name, field in spec.config.model_fields.items():
-        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation)
-        default = field.get_default(call_default_factory=True)
-        if hasattr(default, "model_dump"):
-            default = default.model_dump(mode="json")
-        table.add_row(field_name, annotation.replace("typing.", ""), repr(default),
-                      field.description or "")
+    for column in ("field", "type", "default", "description"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        default = "(required)" if r["required"] else json.dumps(r["default"])
+        table.add_row(escape(r["name"]), escape(r["type"]), escape(default),
+                      escape(r["description"]))
     console.print(table)
-    if kind == "denoiser":
-        size = spec.create()
-        params = sum(p.numel() for p in size.parameters())
-        console.print(f"parameters: {params:,} (default config)")
+    for key, value in details.items():
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+        console.print(f"{escape(key)}: {escape(text)}")
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(list_app, name="list")
-    app.command("show")(show)
+    """Add ``list`` and ``show`` to the ``diffctl`` app."""
+    app.command("list")(list_command)
+    app.command("show")(show_command)

@@ -69,14 +69,16 @@ def _print_report(report: dict) -> None:
         return
     table = Table(title=f"metrics on {ev['num_samples']} samples "
                   f"(sampling {ev['sample_seconds']:.1f} s)")
-    for col in ("metric", "value", "floor mean", "floor p95", "value / floor p95"):
+    for col in ("metric", "value", "floor mean", "floor p95", "value / floor mean"):
         table.add_column(col, justify="right" if col != "metric" else "left")
     for name, value in ev["metrics"].items():
         floor = ev["floors"].get(name)
         if floor:
-            ratio = value / floor["p95"] if floor["p95"] else float("nan")
+            # a ratio only means something for floors well above zero; unbiased estimators
+            # (MMD^2, KID) centre on zero: compare those with the p95 column instead
+            ratio = f"{value / floor['mean']:.2f}" if floor["mean"] > 0 else "-"
             table.add_row(name, f"{value:.4g}", f"{floor['mean']:.4g}", f"{floor['p95']:.4g}",
-                          f"{ratio:.2f}")
+                          ratio)
         else:
             table.add_row(name, f"{value:.4g}", "", "", "")
     console.print(table)

@@ -31,7 +31,7 @@ def sample_ancestral(model: DenoiserCall, grid: SamplingGrid, x: torch.Tensor,
         if i < n - 1 and float(var) > 0:
             x = x + math.sqrt(float(var)) * randn_like(x, generator)
         if callback is not None:
-            callback(Step(i, t, x, x0))
+            callback(Step(i, t, x, x0, len(grid)))
     return x
 
 

@@ -85,6 +85,7 @@ class Step:
     timestep: int  # the timestep the step started from
     x: torch.Tensor  # state after the step, in the x_t (variance-preserving) scale
     x0: torch.Tensor  # the model's clean-data estimate used by the step
+    num_steps: int  # steps in the whole run, so index == num_steps - 1 is the last
 
 
 Callback = Callable[[Step], None] | None
@@ -92,7 +93,8 @@ Callback = Callable[[Step], None] | None
 
 @dataclass
 class Trajectory:
-    """A callback that keeps every ``every``-th state (on the CPU) for plots and analysis."""
+    """A callback that keeps every ``every``-th state and the last one (on the CPU), with the
+    clean-data estimates, for progression plots and trajectory analysis."""
 
     every: int = 1
     timesteps: list[int] = field(default_factory=list)
@@ -100,7 +102,7 @@ class Trajectory:
     x0s: list[torch.Tensor] = field(default_factory=list)
 
     def __call__(self, step: Step) -> None:
-        if step.index % self.every == 0:
+        if step.index % self.every == 0 or step.index == step.num_steps - 1:
             self.timesteps.append(step.timestep)
             self.xs.append(step.x.detach().cpu().clone())
             self.x0s.append(step.x0.detach().cpu().clone())

@@ -32,7 +32,7 @@ def sample_ddim(model: DenoiserCall, grid: SamplingGrid, x: torch.Tensor, eta: f
         if sigma > 0:
             x = x + sigma * randn_like(x, generator)
         if callback is not None:
-            callback(Step(i, t, x, x0))
+            callback(Step(i, t, x, x0, len(grid)))
     return x
 
 

@@ -36,7 +36,7 @@ def sample_dpmpp_2m(model: SigmaDenoiser, grid: SamplingGrid, x: torch.Tensor,
         x = (sigma_next / sigma) * x - math.expm1(-h) * estimate
         previous = denoised
         if callback is not None:
-            callback(Step(i, t, to_vp(x, sigma_next), denoised))
+            callback(Step(i, t, to_vp(x, sigma_next), denoised, len(grid)))
     return to_vp(x, sigmas[-1])
 
 

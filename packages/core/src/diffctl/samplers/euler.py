@@ -39,7 +39,7 @@ def sample_euler(model: SigmaDenoiser, grid: SamplingGrid, x: torch.Tensor,
         d = (x - denoised) / sigma_hat
         x = x + d * (sigmas[i + 1] - sigma_hat)
         if callback is not None:
-            callback(Step(i, t, to_vp(x, sigmas[i + 1]), denoised))
+            callback(Step(i, t, to_vp(x, sigmas[i + 1]), denoised, len(grid)))
     return to_vp(x, sigmas[-1])
 
 

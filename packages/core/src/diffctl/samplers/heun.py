@@ -38,7 +38,7 @@ def sample_heun(model: SigmaDenoiser, grid: SamplingGrid, x: torch.Tensor,
             d_next = (x_euler - model(x_euler, sigma_next)) / sigma_next
             x = x + (d + d_next) / 2 * dt
         if callback is not None:
-            callback(Step(i, t, to_vp(x, sigma_next), denoised))
+            callback(Step(i, t, to_vp(x, sigma_next), denoised, len(grid)))
     return to_vp(x, sigmas[-1])
 
 
