@@ -6,9 +6,19 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from diffctl import hookimpl
+from diffctl import registry as registry_module
+from diffctl.config import ComponentConfig
+from diffctl.registry import Registry
+from diffctl_cli.app import create_app, main
+
+BUILTIN_SAMPLERS = ["ancestral", "ddim", "dpmpp-2m", "euler", "heun"]
 
 
 def diffctl(*args: str, env: dict | None = None, pythonpath: Path | None = None
@@ -56,7 +66,8 @@ def test_list_kind_and_show() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["show", "sampler", "dim"], "did you mean 'ddim'"),
-    (["list", "samplr"], "No such command"),
+    (["list", "samplr"], "did you mean 'sampler'"),
+    (["bogus"], "No such command 'bogus'"),
     (["show", "schedulr", "linear"], "did you mean 'scheduler'"),
 ])
 def test_unknown_names_are_one_line_exit_2(args, message) -> None:
@@ -68,10 +79,11 @@ def test_unknown_names_are_one_line_exit_2(args, message) -> None:
 
 @pytest.mark.parametrize("args", [["--help"], ["list", "plugins"], ["show", "sampler", "ddim"]])
 def test_listing_never_imports_torch(args) -> None:
-    code = ("import sys\nfrom diffctl_cli.app import main\nsys.argv = ['diffctl', *%r]\n"
+    code = ("import sys\nfrom diffctl_cli.app import main\n"
+            f"sys.argv = ['diffctl', *{args!r}]\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'numpy', 'matplotlib', 'scipy') if m in sys.modules]\n"
-            "print('HEAVY', heavy)" % (args,))
+            "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout[-500:] + out.stderr[-500:]
@@ -130,3 +142,203 @@ def test_a_plugin_adds_a_command(third_party: Path) -> None:
     out = diffctl("hello", env={"DIFFCTL_LOAD_PLUGINS": "diffctl-core"},
                   pythonpath=third_party)
     assert out.returncode == 2  # not loaded: no such command
+
+
+# -- in-process checks through main(): exit codes, one-line errors, plugin failures -------------
+def run_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+             ) -> tuple[int, str, str]:
+    """Run ``diffctl ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("COLUMNS", "200")  # wide tables: no wrapped cells in assertions
+    with pytest.raises(SystemExit) as caught:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return caught.value.code or 0, out, err
+
+
+def cells(row: str) -> list[str]:
+    """The stripped cells of one rich table row."""
+    return [cell.strip() for cell in row.strip().strip("│").split("│")]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.delenv("DIFFCTL_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("DIFFCTL_STRICT_PLUGINS", raising=False)
+    return monkeypatch
+
+
+def test_version_names_cli_and_core(capsys, clean_env) -> None:
+    code, out, _ = run_main(capsys, clean_env, "--version")
+    assert code == 0
+    assert out.startswith(f"diffctl {metadata.version('diffctl-cli')} "
+                          f"(core {metadata.version('diffctl-core')}, Python ")
+
+
+def test_bare_command_prints_help(capsys, clean_env) -> None:
+    code, out, _ = run_main(capsys, clean_env)
+    assert code == 0 and "Usage: diffctl" in out and "list" in out
+
+
+def test_list_samplers_in_every_spelling(capsys, clean_env) -> None:
+    for args in (["list", "sampler"], ["list", "samplers"]):
+        code, out, _ = run_main(capsys, clean_env, *args)
+        assert code == 0
+        rows = [cells(line) for line in out.splitlines() if line.startswith("│")]
+        assert sorted(row[0] for row in rows if row[2] == "core") == BUILTIN_SAMPLERS
+    code, out, _ = run_main(capsys, clean_env, "list", "sampler", "--json")
+    assert [s["name"] for s in json.loads(out)] == BUILTIN_SAMPLERS
+    code, out, _ = run_main(capsys, clean_env, "list", "kinds", "--json")
+    assert json.loads(out)["sampler"] == 5 and json.loads(out)["scheduler"] == 4
+
+
+def test_plugin_text_is_printed_literally(capsys, clean_env) -> None:
+    # the mlp summary contains "[x, time embedding]", which rich would eat as markup
+    code, out, _ = run_main(capsys, clean_env, "list", "denoiser")
+    assert code == 0 and "Plain MLP on [x, time embedding]" in out
+
+
+def test_show_linear_scheduler_table_and_json(capsys, clean_env) -> None:
+    code, out, _ = run_main(capsys, clean_env, "show", "schedulers", "linear")
+    assert code == 0
+    assert "plugin core (diffctl-core" in out
+    row = next(cells(line) for line in out.splitlines() if "num_train_timesteps" in line)
+    assert row[:3] == ["num_train_timesteps", "int", "1000"]
+    code, out, _ = run_main(capsys, clean_env, "show", "scheduler", "linear", "--json")
+    data = json.loads(out)
+    assert data["defaults"]["num_train_timesteps"] == 1000
+    assert data["config"]["properties"]["num_train_timesteps"]["minimum"] == 2
+
+
+def test_unknown_name_in_process_is_one_line_exit_2(capsys, clean_env) -> None:
+    code, out, err = run_main(capsys, clean_env, "show", "sampler", "dim")
+    assert code == 2 and out == ""
+    assert err == ("error: unknown sampler 'dim' (available: ancestral, ddim, dpmpp-2m, euler, "
+                   "heun); did you mean 'ddim'?\n")
+
+
+def _add_entry_point(monkeypatch: pytest.MonkeyPatch, name: str, module: str) -> None:
+    """Make the registry see one more entry point next to the installed ones."""
+    real = metadata.entry_points
+
+    def entry_points(**selection):
+        extra = metadata.EntryPoint(name=name, value=module, group="diffctl")
+        return [*real(**selection), extra]
+
+    monkeypatch.setattr(registry_module.metadata, "entry_points", entry_points)
+
+
+@pytest.fixture
+def bracket_plugin(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An entry point whose import fails with an error text that looks like rich markup."""
+    (tmp_path / "diffctl_bracket_plugin.py").write_text(
+        "raise ImportError('needs the [gpu] extra: pip install diffctl-bracket[gpu]')\n")
+    clean_env.syspath_prepend(str(tmp_path))
+    _add_entry_point(clean_env, "bracket", "diffctl_bracket_plugin")
+    return clean_env
+
+
+def test_failed_plugin_in_process_is_listed_with_its_error(capsys, bracket_plugin) -> None:
+    code, out, _ = run_main(capsys, bracket_plugin, "list", "plugins")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("│ bracket "))
+    assert "(unknown)" in row and "failed: ImportError: needs the [gpu] extra" in row
+    assert out.count("loaded") == 3
+    code, out, _ = run_main(capsys, bracket_plugin, "list", "sampler", "--json")
+    assert code == 0 and len(json.loads(out)) == 5
+
+
+def test_strict_mode_error_while_loading_lazily_is_one_line(capsys, bracket_plugin) -> None:
+    bracket_plugin.setenv("DIFFCTL_STRICT_PLUGINS", "1")
+    code, out, err = run_main(capsys, bracket_plugin, "list", "sampler")
+    assert code == 1 and out == ""
+    assert err == ("error: plugin 'bracket' ((unknown)) failed to load: ImportError: needs the "
+                   "[gpu] extra: pip install diffctl-bracket[gpu]\n")
+
+
+class WidgetPlugin:
+    """A third-party plugin with a new component kind and a command; ``fail`` breaks the latter."""
+
+    def __init__(self, fail_commands: bool = False):
+        self.fail_commands = fail_commands
+
+    @hookimpl
+    def register_components(self, registry) -> None:
+        registry.add("widget", "gizmo", factory=dict, config=ComponentConfig,
+                     summary="A component of a kind the core does not know.")
+
+    @hookimpl
+    def register_commands(self, app) -> None:
+        if self.fail_commands:
+            raise RuntimeError("no commands today")
+
+        @app.command("greet")
+        def greet(name: str = "world") -> None:
+            """Say hello: a command added by a plugin."""
+            print(f"hello {name}")
+
+
+def _registry_with(monkeypatch: pytest.MonkeyPatch, plugin: object) -> None:
+    reg = Registry(strict=False).load_entry_points(only=["diffctl-core"])
+    reg.register_plugin(plugin, name="widgets", distribution="diffctl-widgets", version="9.9")
+    monkeypatch.setattr(registry_module, "_default", reg)
+
+
+def test_plugin_kind_and_command_with_cli_runner(clean_env) -> None:
+    _registry_with(clean_env, WidgetPlugin())
+    runner = CliRunner()
+    result = runner.invoke(create_app(), ["greet", "--name", "plugins"])
+    assert result.exit_code == 0 and result.stdout == "hello plugins\n"
+    result = runner.invoke(create_app(), ["list", "widgets", "--json"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == [{
+        "name": "gizmo", "summary": "A component of a kind the core does not know.",
+        "plugin": "widgets", "distribution": "diffctl-widgets", "version": "9.9"}]
+    result = runner.invoke(create_app(), ["show", "widget", "gizmo"])
+    assert result.exit_code == 0 and "plugin widgets (diffctl-widgets 9.9)" in result.stdout
+
+
+def test_failing_command_hook_marks_the_plugin_and_keeps_the_cli(capsys, clean_env) -> None:
+    _registry_with(clean_env, WidgetPlugin(fail_commands=True))
+    code, out, _ = run_main(capsys, clean_env, "list", "plugins", "--json")
+    assert code == 0
+    widgets = {p["name"]: p for p in json.loads(out)}["widgets"]
+    assert widgets["status"] == "failed"
+    assert widgets["error"] == "register_commands: RuntimeError: no commands today"
+    code, out, err = run_main(capsys, clean_env, "greet")
+    assert code == 2 and "No such command 'greet'" in err
+
+
+class HijackPlugin:
+    """A plugin that tries to replace the built-in ``run`` and also adds a command of its own."""
+
+    @hookimpl
+    def register_commands(self, app) -> None:
+        @app.command("run")
+        def run() -> None:
+            print("hijacked")
+
+        @app.command("own")
+        def own() -> None:
+            print("own command")
+
+
+def test_a_plugin_cannot_replace_a_built_in_command(capsys, clean_env) -> None:
+    _registry_with(clean_env, HijackPlugin())
+    code, out, _ = run_main(capsys, clean_env, "run", "--help")
+    assert code == 0 and "hijacked" not in out and "--denoiser" in out
+    code, out, _ = run_main(capsys, clean_env, "own")
+    assert code == 0 and out.strip() == "own command"  # its other commands still work
+    code, out, _ = run_main(capsys, clean_env, "list", "plugins", "--json")
+    widgets = {p["name"]: p for p in json.loads(out)}["widgets"]
+    assert widgets["status"] == "failed"
+    assert "cannot replace built-in command(s): run" in widgets["error"]
+
+
+def test_console_script_and_module_entry_points() -> None:
+    script = Path(sys.executable).with_name("diffctl")
+    if not script.exists():
+        pytest.skip("the diffctl console script is not installed next to this interpreter")
+    expected = f"diffctl {metadata.version('diffctl-cli')} "
+    for cmd in ([str(script), "--version"], [sys.executable, "-m", "diffctl_cli", "--version"]):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.startswith(expected), out.stderr

@@ -6,10 +6,11 @@ import math
 import subprocess
 import sys
 
-import diffctl
 import numpy as np
 import pytest
 import torch
+
+import diffctl
 from diffctl import protocols
 from diffctl.datasets.moons import make_moons
 from diffctl.errors import ConfigError

@@ -7,20 +7,21 @@ import subprocess
 import sys
 import time
 
-import diffctl
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist, pdist
+from scipy.stats import wasserstein_distance
+from sklearn.datasets import make_moons
+
+import diffctl
 from diffctl import protocols
 from diffctl.errors import ConfigError
 from diffctl.evaluation.floor import metric_floor
 from diffctl_metrics._common import subsample_indices
 from diffctl_metrics.mmd import median_heuristic, mmd2_rbf
 from diffctl_metrics.mode_coverage import ring_modes
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist, pdist
-from scipy.stats import wasserstein_distance
-from sklearn.datasets import make_moons
 
 METRICS = ["mmd-rbf", "mmd-linear", "wasserstein", "sliced-wasserstein", "sample-stats",
            "mode-coverage", "moons-distance", "moons-hist-mse", "moons-shape", "moons-overall"]

@@ -7,9 +7,10 @@ import math
 import subprocess
 import sys
 
-import diffctl
 import pytest
 import torch
+
+import diffctl
 from diffctl import protocols
 from diffctl.errors import ConfigError
 from diffctl_models.embeddings import TimeEmbedding, sinusoidal_embedding

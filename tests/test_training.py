@@ -188,7 +188,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path: Path) -
 
     trainer = Trainer(Exploding(), sched, data(), cfg(epochs=4, checkpoint_every=1), seed=0,
                       checkpoint_dir=tmp_path)
-    with pytest.raises(TrainingDiverged, match="loss became nan at step 20.*epoch-0002"):
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 20.*epoch-0002"):
         trainer.fit()
     kept = read_pointer(tmp_path / "last")
     assert kept is not None and kept.name == "epoch-0002"

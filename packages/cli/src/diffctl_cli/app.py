@@ -15,15 +15,12 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
-from diffctl.errors import DiffctlError
 
+from diffctl.errors import DiffctlError, PluginError
 from diffctl_cli.commands import listing, run
-
-if TYPE_CHECKING:
-    from diffctl.registry import Registry
 
 #: Built-in command modules, in help order; each has ``register(app: typer.Typer)``.
 COMMAND_MODULES: tuple[ModuleType, ...] = (listing, run)
@@ -50,11 +47,11 @@ def _root(
     """diffctl: compose datasets, denoisers, schedules, samplers and metrics from plugins."""
 
 
-def create_app(registry: Registry | None = None) -> typer.Typer:
+def create_app() -> typer.Typer:
     """A fresh app: the built-in commands, then each plugin's ``register_commands`` hook.
 
-    ``registry`` defaults to the process-wide one; loading it may raise ``PluginError`` in
-    strict mode, which :func:`main` reports like any other ``DiffctlError``.
+    Uses the process-wide registry (the one ``list`` and ``show`` read); loading it may raise
+    ``PluginError`` in strict mode, which :func:`main` reports like any other ``DiffctlError``.
     """
     from diffctl import get_registry
 
@@ -69,33 +66,87 @@ def create_app(registry: Registry | None = None) -> typer.Typer:
     app.callback()(_root)
     for module in COMMAND_MODULES:
         module.register(app)
-    (registry if registry is not None else get_registry()).call_register_commands(app)
+    builtin = _command_names(app)
+    seen = {"commands": len(app.registered_commands), "groups": len(app.registered_groups)}
+
+    def keep_builtins(app: typer.Typer) -> None:
+        """Drop what the last plugin added under a built-in name; that plugin then fails."""
+        new_commands = app.registered_commands[seen["commands"]:]
+        new_groups = app.registered_groups[seen["groups"]:]
+        clash = sorted({_info_name(i) for i in [*new_commands, *new_groups]} & builtin)
+        if clash:
+            app.registered_commands[seen["commands"]:] = [
+                c for c in new_commands if _info_name(c) not in builtin]
+            app.registered_groups[seen["groups"]:] = [
+                g for g in new_groups if _info_name(g) not in builtin]
+        seen["commands"], seen["groups"] = len(app.registered_commands), len(app.registered_groups)
+        if clash:
+            raise PluginError(f"cannot replace built-in command(s): {', '.join(clash)}")
+
+    get_registry().call_register_commands(app, validate=keep_builtins)
     return app
 
 
-def _fail(error: DiffctlError) -> NoReturn:
-    """Print ``error: <first line of the message>`` to stderr and exit with its code."""
+def _info_name(info) -> str:
+    """The command name typer derives for a registered command or group."""
+    name = getattr(info, "name", None)
+    if not name and getattr(info, "typer_instance", None) is not None:
+        name = info.typer_instance.info.name
+    if not name and getattr(info, "callback", None) is not None:
+        name = info.callback.__name__.lower().replace("_", "-")
+    return str(name)
+
+
+def _command_names(app: typer.Typer) -> set[str]:
+    return {_info_name(i) for i in [*app.registered_commands, *app.registered_groups]}
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Print ``error: <first line of message>`` to stderr and exit with ``code``."""
     from rich.console import Console
     from rich.markup import escape
 
-    lines = str(error).strip().splitlines()
-    message = lines[0] if lines else type(error).__name__
+    lines = message.strip().splitlines()
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {escape(message)}")
-    raise SystemExit(error.exit_code)
+        f"[bold red]error:[/] {escape(lines[0] if lines else 'failed')}")
+    raise SystemExit(code)
+
+
+def _click_error() -> type[Exception]:
+    """Click's ``ClickException``: vendored by newer typer releases, else click's own."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # typer releases that depend on click itself
+        from click import ClickException
+    return ClickException
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point; ``argv`` (default ``sys.argv[1:]``) is for tests.
 
-    Typer runs in standalone mode, so its own usage errors print as usual (exit code 2) and
-    every path ends in ``SystemExit``.
+    Every outcome is a ``SystemExit``: 0, a command's exit code, or after a one-line error -
+    ``DiffctlError`` (its ``exit_code``: 2 for usage errors, 1 for plugin errors) or a
+    command-line usage error from click (2).
     """
+    click_error = _click_error()
     try:
         app = create_app()
-        app(args=None if argv is None else list(argv), prog_name="diffctl")
+        code = app(args=None if argv is None else list(argv), prog_name="diffctl",
+                   standalone_mode=False)
     except DiffctlError as error:
-        _fail(error)
+        _fail(str(error) or type(error).__name__, error.exit_code)
+    except click_error as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # a group called without a command
+            text = error.format_message()  # empty when typer's rich help already printed it
+            if text.strip():
+                typer.echo(text)
+            raise SystemExit(0) from None
+        ctx = getattr(error, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _fail(error.format_message() + hint, getattr(error, "exit_code", 2))
+    except typer.Abort:
+        _fail("aborted", 1)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def validation_message(error: ValidationError, where: str = "") -> str:
 
 
 def build_config(model: type[BaseModel], values: dict[str, Any], where: str = "") -> BaseModel:
-    """Validate ``values`` against ``model``, raising :class:`ConfigError` with a one-line message."""
+    """Validate ``values`` against ``model``, raising a one-line :class:`ConfigError`."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:

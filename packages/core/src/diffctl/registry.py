@@ -51,6 +51,13 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """``Type: message`` on one line; a multi-line message (pluggy's) keeps every line."""
+    text = "; ".join(line.strip() for line in f"{type(exc).__name__}: {exc}".splitlines()
+                     if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass
 class PluginInfo:
     """What ``diffctl list plugins`` shows for one plugin."""
@@ -220,10 +227,11 @@ class Registry:
         """Import (``load``), register and run one plugin's hook; record any failure."""
         info = PluginInfo(name=name, distribution=distribution, version=version, module=module)
         self._plugins.append(info)
-        obj = None
+        obj, registered = None, False
         try:
             obj = load()
             self._pm.register(obj, name=name)
+            registered = True  # from here on, a failure must unregister this plugin
             unknown = [h.name for h in (self._pm.get_hookcallers(obj) or []) if not h.has_spec()]
             if unknown:
                 raise PluginError(f"unknown hook(s): {', '.join(sorted(unknown))}")
@@ -232,10 +240,10 @@ class Registry:
                 if impl.plugin is obj:
                     impl.function(registry=staging)
         except Exception as exc:  # a broken plugin must not take the others down
-            if obj is not None and self._pm.is_registered(obj):
+            if registered:
                 self._pm.unregister(obj)
             info.status = "failed"
-            info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            info.error = _one_line(exc)
             if self.strict:
                 raise PluginError(
                     f"plugin '{name}' ({distribution}) failed to load: {info.error}"
@@ -246,15 +254,22 @@ class Registry:
             info.components.append((spec.kind, spec.name))
         return info
 
-    def call_register_commands(self, app: Any) -> None:
-        """Let each loaded plugin add CLI sub-commands; a failing hook marks its plugin failed."""
+    def call_register_commands(self, app: Any,
+                               validate: Callable[[Any], None] | None = None) -> None:
+        """Let each loaded plugin add CLI sub-commands; a failing hook marks its plugin failed.
+
+        ``validate(app)`` runs after each plugin's hook; an exception from it (e.g. the plugin
+        tried to replace a built-in command) counts as that plugin's failure.
+        """
         by_name = {p.name: p for p in self._plugins}
         for impl in self._pm.hook.register_commands.get_hookimpls():
             try:
                 impl.function(app=app)
+                if validate is not None:
+                    validate(app)
             except Exception as exc:
                 info = by_name.get(impl.plugin_name)
-                message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                message = _one_line(exc)
                 if self.strict:
                     raise PluginError(f"plugin '{impl.plugin_name}' command hook failed: "
                                       f"{message}") from exc
@@ -295,7 +310,7 @@ class Registry:
 
     def create(self, kind: str, name: str, config: dict[str, Any] | BaseModel | None = None,
                **overrides: Any) -> Any:
-        """Build a component: ``registry.create("scheduler", "cosine", num_train_timesteps=500)``."""
+        """Build a component, e.g. ``create("scheduler", "cosine", num_train_timesteps=500)``."""
         return self.get(kind, name).create(config, **overrides)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from diffctl.config import ComponentConfig
 from pydantic import Field, model_validator
+
+from diffctl.config import ComponentConfig
 
 
 class MMDRBFConfig(ComponentConfig):

@@ -7,7 +7,6 @@ strings resolved when a metric is first built.
 from __future__ import annotations
 
 from diffctl import hookimpl
-
 from diffctl_metrics.configs import (
     MMDLinearConfig,
     MMDRBFConfig,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from diffctl.config import ComponentConfig
 from pydantic import Field
+
+from diffctl.config import ComponentConfig
 
 Activation = Literal["relu", "silu", "gelu"]
 TimeEmbeddingKind = Literal["learned", "sinusoidal"]

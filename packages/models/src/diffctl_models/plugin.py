@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from diffctl import hookimpl
-
 from diffctl_models.configs import MLPConfig, ResidualMLPConfig
 
 

@@ -196,7 +196,7 @@ def show_command(
         _echo_json({"kind": kind, "name": name, "summary": spec.summary, "plugin": spec.plugin,
                     "distribution": spec.distribution, "version": spec.version,
                     "defaults": {r["name"]: r["default"] for r in rows if not r["required"]},
-                    "schema": spec.config.model_json_schema(), "details": details})
+                    "config": spec.config.model_json_schema(), "details": details})
         return
     console = _console()
     console.print(f"[bold]{escape(kind)} {escape(name)}[/]: {escape(spec.summary)}")

@@ -117,13 +117,31 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.field=value`` overrides to a raw config dict (nested keys allowed)."""
+    """Apply ``section.field=value`` overrides to a raw config dict (nested keys allowed).
+
+    Setting a component section's ``name`` to a different component (``denoiser.name=mlp``)
+    starts that section afresh: options of the old component do not carry over. Name changes
+    apply first, so ``denoiser.hidden=64 denoiser.name=mlp`` keeps the ``hidden`` override.
+    """
+    parsed = []
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--set expects key=value, got {item!r}")
+        parsed.append((key.strip(), value))
+    renames = {key for key, _ in parsed
+               if key.endswith(".name") and key.partition(".")[0] in COMPONENT_SECTIONS}
+    for key, value in parsed:
+        if key in renames:
+            section, new_name = key.partition(".")[0], parse_value(value)
+            current = data.get(section)
+            if not isinstance(current, dict) or current.get("name") != new_name:
+                data[section] = {"name": new_name}
+    for key, value in parsed:
+        if key in renames:
+            continue
         node = data
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):

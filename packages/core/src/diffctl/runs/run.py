@@ -26,7 +26,7 @@ from diffctl.samplers.base import Trajectory
 from diffctl.samplers.noise import initial_noise
 from diffctl.training.checkpoint import load_checkpoint, read_pointer
 from diffctl.training.heldout_loss import heldout_loss
-from diffctl.training.trainer import StepEvent, Trainer, TrainState
+from diffctl.training.trainer import Trainer, TrainState
 
 
 @dataclass

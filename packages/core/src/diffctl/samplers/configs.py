@@ -40,13 +40,13 @@ class DDIMConfig(SamplerConfig):
 
 
 class EulerConfig(SamplerConfig):
-    s_churn: float = Field(0.0, ge=0.0,
-                           description="EDM churn: total noise re-injection (0 = deterministic ODE).")
+    s_churn: float = Field(
+        0.0, ge=0.0, description="EDM churn: total noise re-injection (0: deterministic ODE).")
 
 
 class HeunConfig(SamplerConfig):
-    s_churn: float = Field(0.0, ge=0.0,
-                           description="EDM churn: total noise re-injection (0 = deterministic ODE).")
+    s_churn: float = Field(
+        0.0, ge=0.0, description="EDM churn: total noise re-injection (0: deterministic ODE).")
 
 
 class DPMSolverPP2MConfig(SamplerConfig):

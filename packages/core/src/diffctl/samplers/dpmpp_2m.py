@@ -30,8 +30,11 @@ def sample_dpmpp_2m(model: SigmaDenoiser, grid: SamplingGrid, x: torch.Tensor,
         denoised = model(x, sigma)
         h = _lam(sigma_next) - _lam(sigma)
         estimate = denoised
-        if previous is not None and sigma_next > 0:
-            r = (_lam(sigma) - _lam(sigmas[i - 1])) / h
+        # extrapolate only between distinct sigmas: a repeated grid point (h = 0, e.g. a grid
+        # that ends at t = 0 with final_alpha_one=False) is an identity step, not a division by 0
+        h_prev = _lam(sigma) - _lam(sigmas[i - 1]) if i > 0 else 0.0
+        if previous is not None and sigma_next > 0 and h > 0 and h_prev > 0:
+            r = h_prev / h
             estimate = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * previous
         x = (sigma_next / sigma) * x - math.expm1(-h) * estimate
         previous = denoised

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from diffctl.samplers.base import Callback, DenoiserCall, GridSampler, SamplingGrid, Step
+from diffctl.samplers.base import Callback, GridSampler, SamplingGrid, Step
 from diffctl.samplers.noise import Generator, randn_like
 from diffctl.samplers.sigma_denoiser import SigmaDenoiser, grid_sigmas, to_ve, to_vp
 

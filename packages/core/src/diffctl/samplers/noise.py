@@ -76,6 +76,6 @@ def randn_like(x: torch.Tensor, generator: Generator) -> torch.Tensor:
 
 def initial_noise(shape: tuple[int, ...], seed: int, offset: int = 0,
                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, PerSampleGenerator]:
-    """x_T for samples ``offset .. offset + shape[0] - 1`` and the generator to keep sampling with."""
+    """x_T for samples ``offset .. offset + shape[0] - 1`` and the generator to go on with."""
     generator = PerSampleGenerator(seed, shape[0], offset)
     return generator.randn(tuple(shape[1:]), device=device), generator
