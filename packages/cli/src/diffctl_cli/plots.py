@@ -102,12 +102,18 @@ def plot_run(run_dir: Path) -> list[Path]:
         s, r = np.load(samples), np.load(real)
         if s.ndim == 2 and s.shape[1] == 2:
             written.append(plot_scatter(s, r, run_dir / "samples.png", run_dir.name))
+        elif s.ndim == 4:
+            written.extend(_image_sample_plots(run_dir, s, r))
     traj = run_dir / "trajectory.npz"
     if traj.exists():
         data = np.load(traj)
         if data["xs"].ndim == 3 and data["xs"].shape[2] == 2:
             written.append(plot_progression(data["timesteps"], data["xs"],
                                             run_dir / "progression.png"))
+        elif data["xs"].ndim == 5:
+            from diffctl_cli.image_plots import progression_grid
+
+            written.append(progression_grid(data["xs"], run_dir / "progression.png"))
     losses = run_dir / "losses.json"
     if losses.exists():
         report = run_dir / "metrics.json"
@@ -124,3 +130,28 @@ def plot_run(run_dir: Path) -> list[Path]:
         if out is not None:
             written.append(out)
     return written
+
+
+def run_num_classes(run_dir: Path) -> int | None:
+    """The denoiser's ``num_classes`` from a run's config.yaml (None: unconditional)."""
+    import yaml
+
+    cfg = run_dir / "config.yaml"
+    if not cfg.exists():
+        return None
+    data = yaml.safe_load(cfg.read_text()) or {}
+    return (data.get("denoiser") or {}).get("num_classes") or None
+
+
+def _image_sample_plots(run_dir: Path, samples: np.ndarray, real: np.ndarray) -> list[Path]:
+    """samples.png (one row per class when conditional) and real_vs_generated.png."""
+    from diffctl_cli.image_plots import class_grid, real_vs_generated, sample_grid
+
+    k = run_num_classes(run_dir)
+    if k:  # sample i was drawn with label i mod k (diffctl.runs.run.class_labels)
+        labels = np.arange(len(samples)) % k
+        grid = class_grid(samples, labels, k, run_dir / "samples.png")
+    else:
+        grid = sample_grid(samples, run_dir / "samples.png")
+    return [grid, real_vs_generated(samples, real, run_dir / "real_vs_generated.png",
+                                    title=run_dir.name)]

@@ -77,7 +77,9 @@ class Sampler(Protocol):
     Stateless: calling ``sample`` twice with the same inputs and generator state gives the
     same output. ``generator`` may be a ``torch.Generator`` or a per-sample generator
     (``diffctl.samplers.noise.PerSampleGenerator``) so samples do not depend on batch size.
-    ``callback`` receives a ``diffctl.samplers.base.Step`` after every step.
+    ``callback`` receives a ``diffctl.samplers.base.Step`` after every step. The built-in
+    samplers also take ``guidance_scale`` (classifier-free guidance) and ``inpaint``
+    (``diffctl.samplers.base.Inpaint``); a sampler without them simply does not offer them.
     """
 
     deterministic: bool

@@ -126,6 +126,7 @@ def _run_or_train(config, dataset, denoiser, scheduler, sampler, metric, set_, o
     from diffctl.errors import UsageError
     from diffctl.runs.config import load_yaml, resolve
     from diffctl.runs.run import default_run_dir, run_experiment
+    from diffctl.training.distributed import dist_info
 
     if resume is not None:
         if not (resume / "config.yaml").is_file():
@@ -136,7 +137,13 @@ def _run_or_train(config, dataset, denoiser, scheduler, sampler, metric, set_, o
         cfg = _resolve(config, set_ or [], dataset=dataset, denoiser=denoiser,
                        scheduler=scheduler, sampler=sampler, metrics=metric, seed=seed,
                        steps=steps)
+        if out is None and dist_info().enabled:
+            raise UsageError("under torchrun pass --out, so that every process uses the same "
+                             "run directory")
         out = out or default_run_dir(cfg)
+    if not dist_info().is_main:  # torchrun: rank 0 reports, plots and shows progress
+        run_experiment(cfg, out, resume=resume is not None, evaluate=evaluate)
+        return
     progress, on_step = _progress()
     with progress:
         report = run_experiment(cfg, out, resume=resume is not None, on_step=on_step,
@@ -157,14 +164,33 @@ def sample(
     checkpoint: Annotated[str, typer.Option(help="last, best or a checkpoint folder.")]
     = "last",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 1,
+    grid: Annotated[bool, typer.Option("--grid", help="Images: write a PNG grid (one row "
+                                       "per class for class-conditional runs).")] = False,
+    progressive: Annotated[bool, typer.Option(
+        "--progressive", help="Images: write the 10x10 denoising-progression grid.")] = False,
+    label: Annotated[int | None, typer.Option(help="Class label for every sample "
+                                              "(class-conditional runs).")] = None,
+    inpaint: Annotated[str | None, typer.Option(
+        help="Images: fill a masked region of held-out images (left, right, top, bottom, "
+        "center) and report PSNR of the filled region.")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Draw samples from a trained run with any sampler; writes samples-<sampler>-<steps>.npy."""
     import numpy as np
+    import torch
 
+    from diffctl.errors import UsageError
     from diffctl.registry import get_registry
     from diffctl.runs.config import apply_overrides
-    from diffctl.runs.run import generate, load_run_model, metric_values
+    from diffctl.runs.run import (
+        fit_denoiser_to_data,
+        generate,
+        load_run_model,
+        metric_values,
+        num_classes,
+        sample_batch_size,
+    )
+    from diffctl.samplers.base import Trajectory
 
     cfg, components, model = load_run_model(run_dir, checkpoint=checkpoint)
     registry = get_registry()
@@ -174,25 +200,108 @@ def sample(
             data |= cfg.sampler.options()
         section = apply_overrides({"sampler": data}, [s for s in (set_ or [])
                                                       if s.startswith("sampler.")])
-        components.sampler = registry.create("sampler", section["sampler"]["name"],
-                                             {k: v for k, v in section["sampler"].items()
-                                              if k != "name"})
+        options = {k: v for k, v in section["sampler"].items() if k != "name"}
+        components.sampler = registry.create("sampler", section["sampler"]["name"], options)
+        fit_denoiser_to_data({"num_classes": num_classes(model)}, cfg.denoiser.name,
+                             components.dataset, cfg.dataset.name,
+                             float(getattr(components.sampler.config, "guidance_scale", 1.0)))
+    images = len(components.dataset.sample_shape) == 3
+    if (grid or progressive or inpaint) and not images:
+        raise UsageError("--grid, --progressive and --inpaint are for image runs")
+    k_classes = num_classes(model)
+    if label is not None and not (k_classes and 0 <= label < k_classes):
+        raise UsageError(f"--label needs a class-conditional run and a label in "
+                         f"[0, {k_classes or 0}); got {label}")
     name = sampler or cfg.sampler.name
     n = num_samples or cfg.sample.num_samples
     k = steps or cfg.sample.num_steps
-    samples = generate(components, model, n, k, seed, cfg.sample.batch_size)
+    if inpaint:
+        _inpaint(run_dir, cfg, components, model, n, k, seed, inpaint, name, registry)
+        return
+    labels = torch.full((n,), label, dtype=torch.long) if label is not None else None
+    traj = Trajectory(every=max(1, k // 10)) if progressive else None
+    samples = generate(components, model, n, k, seed, sample_batch_size(cfg, components),
+                       traj, labels=labels)
     path = run_dir / f"samples-{name}-{k}.npy"
     np.save(path, samples.numpy())
     console.print(f"wrote {path} ({n} samples, {name}, {k} steps)")
     if cfg.eval.metrics:
         real = components.dataset.reference(n, seed + 1)
-        values = metric_values(registry, cfg.eval.metrics, samples, real)
+        values = metric_values(registry, cfg.eval.metrics, samples, real,
+                               cfg.eval.metric_options)
         console.print_json(json.dumps(values))
     if samples.ndim == 2 and samples.shape[1] == 2:
         from diffctl_cli.plots import plot_scatter
 
         real = components.dataset.reference(n, seed + 1).numpy()
         plot_scatter(samples.numpy(), real, path.with_suffix(".png"), f"{name}, {k} steps")
+    if grid:
+        from diffctl_cli.image_plots import class_grid, sample_grid
+
+        if k_classes and label is None:
+            out = class_grid(samples.numpy(), np.arange(n) % k_classes, k_classes,
+                             path.with_suffix(".png"))
+        else:
+            out = sample_grid(samples.numpy(), path.with_suffix(".png"))
+        console.print(f"grid: {out}")
+    if traj is not None:
+        from diffctl_cli.image_plots import progression_grid
+
+        xs = np.stack([x[:10].numpy() for x in traj.xs])
+        out = progression_grid(xs, path.with_name(f"progression-{name}-{k}.png"))
+        console.print(f"progression: {out} ({xs.shape[1]} samples x {xs.shape[0]} steps)")
+
+
+def inpaint_mask(kind: str, shape: tuple[int, ...]):
+    """A (1, 1, H, W) mask, 1 where pixels are known: ``left`` keeps the left half, etc."""
+    import torch
+
+    from diffctl.errors import UsageError
+
+    _, h, w = shape
+    mask = torch.zeros(1, 1, h, w)
+    regions = {"left": (slice(None), slice(0, w // 2)), "right": (slice(None), slice(w // 2, w)),
+               "top": (slice(0, h // 2), slice(None)), "bottom": (slice(h // 2, h), slice(None))}
+    if kind == "center":
+        mask[:] = 1
+        mask[..., h // 4:h - h // 4, w // 4:w - w // 4] = 0
+    elif kind in regions:
+        mask[(..., *regions[kind])] = 1
+    else:
+        raise UsageError(f"unknown --inpaint region {kind!r}; choose left, right, top, bottom "
+                         "or center")
+    return mask
+
+
+def _inpaint(run_dir, cfg, components, model, n, k, seed, kind, name, registry) -> None:
+    """Fill the unknown region of held-out images; grid of masked | filled | original."""
+    import numpy as np
+    import torch
+
+    from diffctl.runs.run import class_labels
+    from diffctl.samplers.base import Inpaint
+    from diffctl.samplers.noise import initial_noise
+    from diffctl_cli.image_plots import save_png, tile
+
+    shape = tuple(components.dataset.sample_shape)
+    mask = inpaint_mask(kind, shape)
+    test = components.dataset.test_tensor()[:n]
+    test_labels = getattr(components.dataset, "test_labels", lambda: None)()
+    device = next(model.parameters()).device
+    x_T, gen = initial_noise((len(test), *shape), seed, device=device)
+    cond = class_labels(model, 0, len(test), device,
+                        test_labels[:len(test)] if test_labels is not None else None)
+    out = components.sampler.sample(model, components.scheduler, x_T, k, cond=cond,
+                                    generator=gen, inpaint=Inpaint(mask, test.to(device))).cpu()
+    unknown = (1 - mask).expand_as(test).bool()
+    mse = float(((out - test)[unknown] ** 2).mean())
+    psnr = 10 * np.log10(4.0 / max(mse, 1e-12))  # images span [-1, 1]: peak-to-peak 2
+    masked = test * mask + (1 - mask) * -1.0
+    rows = torch.stack([masked[:10], out[:10], test[:10]], dim=1).reshape(-1, *shape)
+    path = run_dir / f"inpaint-{kind}-{name}-{k}.png"
+    save_png(tile(rows.numpy(), 3), path)  # one row per image: masked, filled, original
+    console.print(f"inpainted {len(test)} held-out images ({kind} known, {name}, {k} steps): "
+                  f"PSNR of the filled region {psnr:.2f} dB; grid: {path}")
 
 
 def evaluate(

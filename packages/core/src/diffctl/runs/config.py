@@ -57,12 +57,19 @@ class TrainConfig(ComponentConfig):
     best_metric: str = Field("test-loss", description="Metric that selects the best checkpoint.")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after N evaluations without improvement; null: never.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: forward and loss under torch.autocast in bfloat16 "
+        "(weights, optimiser and EMA stay float32).")
+    compile: bool = Field(False, description="Train through torch.compile(model) (the "
+                          "checkpoints hold the plain module's weights).")
 
 
 class SampleConfig(ComponentConfig):
     num_steps: int = Field(50, ge=1, description="Sampler steps.")
     num_samples: int = Field(5000, ge=1, description="Samples for the final metrics.")
-    batch_size: int = Field(5000, ge=1, description="Samples drawn per batch.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Samples drawn per batch; null: 5000 for vectors, 250 for "
+        "images.")
     use_ema: bool = Field(True, description="Sample from the EMA weights when there are some.")
     progression_samples: int = Field(1000, ge=0, description="Samples kept along the "
                                      "trajectory for the denoising-progression plot.")
@@ -78,6 +85,11 @@ class EvalConfig(ComponentConfig):
                                          description="Samples for metrics at checkpoints.")
     test_loss_timesteps: int = Field(20, ge=1,
                                      description="Timesteps per example for test-loss.")
+    test_loss_examples: int | None = Field(
+        None, ge=1, description="Held-out examples for test-loss; null: all of them.")
+    metric_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Config of each metric by name, e.g. "
+        "{fid: {feature_extractor: lenet-mnist}}.")
 
 
 class RunConfig(ComponentConfig):
@@ -179,9 +191,12 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
         setattr(config, section, ComponentChoice(name=choice.name, **full))
     if not config.eval.metrics:
         config.eval.metrics = list(DEFAULT_METRICS.get(config.dataset.name, FALLBACK_METRICS))
-    for metric in [*config.eval.metrics, *config.eval.during_training]:
-        if metric != "test-loss":
-            registry.get("metric", metric)
+    # every metric named anywhere is validated with its options (a typo is an error)
+    named = [*config.eval.metrics, *config.eval.during_training, *config.eval.metric_options]
+    for metric in dict.fromkeys(m for m in named if m != "test-loss"):
+        spec = registry.get("metric", metric)
+        options = spec.make_config(config.eval.metric_options.get(metric, {}))
+        config.eval.metric_options[metric] = options.model_dump(mode="json")
     return config
 
 

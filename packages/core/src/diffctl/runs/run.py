@@ -24,7 +24,8 @@ from diffctl.registry import Registry, get_registry
 from diffctl.runs.config import RunConfig, dump
 from diffctl.samplers.base import Trajectory
 from diffctl.samplers.noise import initial_noise
-from diffctl.training.checkpoint import load_checkpoint, read_pointer
+from diffctl.training.checkpoint import list_checkpoints, load_checkpoint, read_pointer
+from diffctl.training.distributed import dist_info
 from diffctl.training.heldout_loss import heldout_loss
 from diffctl.training.trainer import Trainer, TrainState
 
@@ -37,21 +38,72 @@ class Components:
     sampler: Any
 
 
+def num_classes(model: Any) -> int | None:
+    """Classes a denoiser is conditioned on (None: unconditional)."""
+    return getattr(model, "num_classes", None) or None
+
+
+def fit_denoiser_to_data(options: dict[str, Any], denoiser: str, dataset: Any,
+                         dataset_name: str, guidance_scale: float = 1.0) -> dict[str, Any]:
+    """Check a denoiser config against the dataset and fill the shape fields left empty.
+
+    Vector denoisers declare ``data_dim``, image denoisers ``in_channels`` / ``image_size``
+    (null: taken from the dataset). Every mismatch is a one-line error before any training.
+    """
+    shape = tuple(dataset.sample_shape)
+    options = dict(options)
+    if "data_dim" in options:
+        if len(shape) != 1:
+            raise UsageError(f"denoiser '{denoiser}' works on vectors but dataset "
+                             f"'{dataset_name}' has samples shaped {shape}; use an image "
+                             "denoiser (e.g. unet-mini or dit)")
+        if options["data_dim"] != shape[0]:
+            raise UsageError(f"denoiser data_dim {options['data_dim']} does not match the "
+                             f"dataset's sample shape {shape}")
+    if "in_channels" in options:
+        if len(shape) != 3:
+            raise UsageError(f"denoiser '{denoiser}' works on images but dataset "
+                             f"'{dataset_name}' has samples shaped {shape}")
+        channels, height, width = shape
+        if options["in_channels"] not in (None, channels):
+            raise UsageError(f"channel mismatch: denoiser '{denoiser}' has in_channels "
+                             f"{options['in_channels']} but dataset '{dataset_name}' has "
+                             f"{channels}")
+        if height != width:
+            raise UsageError(f"dataset '{dataset_name}' has {height}x{width} images; the "
+                             "image denoisers need square images")
+        if options.get("image_size") not in (None, height):
+            raise UsageError(f"denoiser '{denoiser}' has image_size {options['image_size']} "
+                             f"but dataset '{dataset_name}' has {height}x{width} images")
+        options["in_channels"], options["image_size"] = channels, height
+    classes = options.get("num_classes")
+    if classes:
+        if not getattr(dataset, "num_classes", None):
+            raise UsageError(f"class conditioning (denoiser num_classes={classes}) needs "
+                             f"labels, and dataset '{dataset_name}' has none")
+        if classes != dataset.num_classes:
+            raise UsageError(f"denoiser num_classes {classes} but dataset '{dataset_name}' "
+                             f"has {dataset.num_classes} classes")
+    if guidance_scale != 1.0 and not classes:
+        raise UsageError(f"guidance_scale {guidance_scale} needs a class-conditional "
+                         "denoiser (set denoiser.num_classes)")
+    return options
+
+
 def build(config: RunConfig, registry: Registry | None = None) -> Components:
     """Instantiate the four components of a resolved config (seeded model init)."""
     registry = registry or get_registry()
     dataset = registry.create("dataset", config.dataset.name, config.dataset.options())
     scheduler = registry.create("scheduler", config.scheduler.name, config.scheduler.options())
-    options = config.denoiser.options()
-    shape = tuple(dataset.sample_shape)
-    if "data_dim" in options and len(shape) == 1 and options["data_dim"] != shape[0]:
-        raise UsageError(f"denoiser data_dim {options['data_dim']} does not match the "
-                         f"dataset's sample shape {shape}")
+    sampler_options = config.sampler.options()
+    options = fit_denoiser_to_data(config.denoiser.options(), config.denoiser.name, dataset,
+                                   config.dataset.name,
+                                   float(sampler_options.get("guidance_scale", 1.0)))
     if "num_train_timesteps" in options:
         options["num_train_timesteps"] = scheduler.num_train_timesteps
     torch.manual_seed(config.seed)
     denoiser = registry.create("denoiser", config.denoiser.name, options)
-    sampler = registry.create("sampler", config.sampler.name, config.sampler.options())
+    sampler = registry.create("sampler", config.sampler.name, sampler_options)
     return Components(dataset, denoiser, scheduler, sampler)
 
 
@@ -61,9 +113,32 @@ def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
     return root / f"{stamp}-{name}"
 
 
+def sample_batch_size(config: RunConfig, components: Components) -> int:
+    """``sample.batch_size``, or a default that fits the data: 5000 vectors, 250 images."""
+    if config.sample.batch_size:
+        return config.sample.batch_size
+    return 5000 if len(components.dataset.sample_shape) == 1 else 250
+
+
+def class_labels(model: Any, start: int, size: int, device: torch.device,
+                 labels: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Labels of samples ``start .. start + size - 1``: given ones, else i mod num_classes
+    (equal class counts; a sample's label depends on its index only)."""
+    k = num_classes(model)
+    if k is None:
+        return None
+    if labels is not None:
+        return labels[start:start + size].to(device)
+    return torch.arange(start, start + size, device=device) % k
+
+
 def generate(components: Components, model: torch.nn.Module, n: int, num_steps: int,
-             seed: int, batch_size: int, trajectory: Trajectory | None = None) -> torch.Tensor:
-    """Draw n samples; sample i depends only on (seed, i), not on batch_size."""
+             seed: int, batch_size: int, trajectory: Trajectory | None = None,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Draw n samples; sample i depends only on (seed, i), not on batch_size.
+
+    Class-conditional models get ``labels`` (default: i mod num_classes).
+    """
     device = next(model.parameters()).device
     shape = tuple(components.dataset.sample_shape)
     out = []
@@ -71,17 +146,21 @@ def generate(components: Components, model: torch.nn.Module, n: int, num_steps: 
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
         x_T, gen = initial_noise((size, *shape), seed, offset=start, device=device)
+        cond = class_labels(model, start, size, device, labels)
         callback = trajectory if (trajectory is not None and start == 0) else None
         out.append(components.sampler.sample(model, components.scheduler, x_T, num_steps,
-                                             generator=gen, callback=callback).cpu())
+                                             cond=cond, generator=gen,
+                                             callback=callback).cpu())
     return torch.cat(out)
 
 
 def metric_values(registry: Registry, names: list[str], generated: torch.Tensor,
-                  real: torch.Tensor) -> dict[str, float]:
+                  real: torch.Tensor, options: dict[str, dict[str, Any]] | None = None
+                  ) -> dict[str, float]:
     values: dict[str, float] = {}
     for name in names:
-        result = registry.create("metric", name)(generated, real)
+        metric = registry.create("metric", name, (options or {}).get(name))
+        result = metric(generated, real)
         values.update({k: float(v) for k, v in result.items()})
     return values
 
@@ -116,18 +195,25 @@ def make_trainer(config: RunConfig, components: Components, run: RunDirectory | 
                  registry: Registry, on_step=None) -> Trainer:
     """A trainer whose checkpoint evaluation computes test-loss and the chosen metrics."""
     ds = components.dataset
+    conditional = num_classes(components.denoiser) is not None
     test_data = ds.test_tensor()
+    test_labels = _labels(ds, "test") if conditional else None
+    if config.eval.test_loss_examples is not None:
+        test_data = test_data[:config.eval.test_loss_examples]
+        test_labels = test_labels[:len(test_data)] if test_labels is not None else None
     started = time.time()
 
     def evaluate(model: torch.nn.Module, state: TrainState) -> dict[str, float]:
         values = {"test-loss": heldout_loss(model, components.scheduler, test_data,
                                             timesteps=config.eval.test_loss_timesteps,
-                                            seed=config.seed)}
+                                            seed=config.seed, labels=test_labels)}
         if config.eval.during_training:
             n = config.eval.during_training_samples
-            gen = generate(components, model, n, config.sample.num_steps, config.seed + 1, n)
+            gen = generate(components, model, n, config.sample.num_steps, config.seed + 1,
+                           sample_batch_size(config, components))
             real = ds.reference(n, config.seed + 2)
-            values |= metric_values(registry, config.eval.during_training, gen, real)
+            values |= metric_values(registry, config.eval.during_training, gen, real,
+                                    config.eval.metric_options)
         return values
 
     def on_eval(state: TrainState, values: dict[str, float]) -> None:
@@ -145,9 +231,18 @@ def make_trainer(config: RunConfig, components: Components, run: RunDirectory | 
             return False
 
     return Trainer(components.denoiser, components.scheduler, ds.train_tensor(), config.train,
-                   seed=config.seed, augment=getattr(ds, "augment", None),
+                   seed=config.seed, labels=_labels(ds, "train") if conditional else None,
+                   augment=getattr(ds, "augment", None),
                    checkpoint_dir=run.checkpoints if run else None, evaluate=evaluate,
                    higher_is_better=higher_is_better, on_step=on_step, on_eval=on_eval)
+
+
+def _labels(dataset: Any, split: str) -> torch.Tensor:
+    getter = getattr(dataset, f"{split}_labels", None)
+    labels = getter() if getter is not None else None
+    if labels is None:
+        raise UsageError(f"dataset {dataset!r} has no {split} labels for class conditioning")
+    return labels
 
 
 def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.Module,
@@ -156,18 +251,25 @@ def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.
     from diffctl.evaluation.floor import metric_floor
 
     cfg = config.sample
-    traj = Trajectory(every=max(1, cfg.num_steps // 10)) if cfg.progression_samples else None
+    images = len(components.dataset.sample_shape) == 3
+    # images: 10 samples along 10 timesteps make the 10x10 progression grid
+    keep = min(cfg.progression_samples, 10) if images else cfg.progression_samples
+    traj = Trajectory(every=max(1, cfg.num_steps // 10)) if keep else None
     t0 = time.perf_counter()
     samples = generate(components, model, cfg.num_samples, cfg.num_steps, config.seed + 1,
-                       cfg.batch_size, traj)
+                       sample_batch_size(config, components), traj)
     sample_seconds = time.perf_counter() - t0
     real = components.dataset.reference(cfg.num_samples, config.seed + 2)
+    options = config.eval.metric_options
     result: dict[str, Any] = {"num_samples": cfg.num_samples, "sample_seconds": sample_seconds,
                               "metrics": metric_values(registry, config.eval.metrics, samples,
-                                                       real), "floors": {}}
+                                                       real, options), "floors": {}}
+    k = num_classes(model)
+    if k is not None:
+        result["labels"] = f"sample i has class i mod {k}"
     for name in config.eval.metrics:
         if config.eval.floor_draws:
-            metric = registry.create("metric", name)
+            metric = registry.create("metric", name, options.get(name))
             floor = metric_floor(metric, components.dataset.reference, cfg.num_samples,
                                  draws=config.eval.floor_draws, seed=config.seed + 100)
             result["floors"].update(floor)
@@ -175,10 +277,9 @@ def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.
         np.save(run.path / "samples.npy", samples.numpy())
         np.save(run.path / "real.npy", real.numpy())
         if traj is not None and traj.xs:
-            k = cfg.progression_samples
             np.savez(run.path / "trajectory.npz", timesteps=np.array(traj.timesteps),
-                     xs=np.stack([x[:k].numpy() for x in traj.xs]),
-                     x0s=np.stack([x[:k].numpy() for x in traj.x0s]))
+                     xs=np.stack([x[:keep].numpy() for x in traj.xs]),
+                     x0s=np.stack([x[:keep].numpy() for x in traj.x0s]))
     return result
 
 
@@ -188,21 +289,26 @@ def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,
     """Train (or resume) and evaluate one run; returns the final report."""
     registry = registry or get_registry()
     run = RunDirectory(out)
+    main = dist_info().is_main  # under torchrun only rank 0 writes the run directory
     if resume and not run.exists():
         raise UsageError(f"no run to resume at {out} (config.yaml missing)")
-    if not resume and run.exists():
+    if main and not resume and run.exists():
         raise UsageError(f"run directory {out} already holds a run; use --resume or "
                          "another --out")
     components = build(config, registry)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        (out / "config.yaml").write_text(dump(config))
-    trainer = make_trainer(config, components, run, registry, on_step)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            (out / "config.yaml").write_text(dump(config))
+    trainer = make_trainer(config, components, run if main else None, registry, on_step)
     if resume:
-        trainer.resume()
+        trainer.resume(_latest(run))  # every rank reads it (rank 0 alone has checkpoint_dir)
     if train:
         state = trainer.fit()
-        run.write_json("losses.json", state.losses)
+        if main:
+            run.write_json("losses.json", state.losses)
+    if not main:
+        return {"run": str(out), "rank": trainer.dist.rank}
     report: dict[str, Any] = {"run": str(out), "train": trainer.state.as_dict() | {
         "losses": None, "device": str(trainer.device),
         "parameters": sum(p.numel() for p in trainer.model.parameters())}}
@@ -214,6 +320,15 @@ def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,
             report["eval"]["metrics"]["test-loss"] = history[-1].get("test-loss", math.nan)
         run.write_json("metrics.json", report)
     return report
+
+
+def _latest(run: RunDirectory) -> Path | None:
+    """The ``last`` checkpoint, or the newest complete one if the pointer is missing."""
+    path = read_pointer(run.checkpoints / "last")
+    if path is not None and path.exists():
+        return path
+    found = list_checkpoints(run.checkpoints)
+    return found[-1] if found else None
 
 
 def load_run_model(path: Path, registry: Registry | None = None, checkpoint: str = "last",

@@ -25,7 +25,7 @@ def evaluate_checkpoint(run_dir: str, checkpoint: str, metrics: list[str], num_s
 
     import torch
 
-    from diffctl.runs.run import generate, load_run_model, metric_values
+    from diffctl.runs.run import generate, load_run_model, metric_values, sample_batch_size
 
     torch.set_num_threads(max(1, threads))
     started = time.perf_counter()
@@ -34,9 +34,10 @@ def evaluate_checkpoint(run_dir: str, checkpoint: str, metrics: list[str], num_s
     from diffctl.registry import get_registry
 
     steps = num_steps or config.sample.num_steps
-    samples = generate(components, model, num_samples, steps, seed, num_samples)
+    samples = generate(components, model, num_samples, steps, seed,
+                       sample_batch_size(config, components))
     real = components.dataset.reference(num_samples, seed + 1)
-    values = metric_values(get_registry(), metrics, samples, real)
+    values = metric_values(get_registry(), metrics, samples, real, config.eval.metric_options)
     state = json.loads((Path(run_dir) / "checkpoints" / checkpoint / "state.json").read_text())
     return {"checkpoint": checkpoint, "epoch": state["epoch"], "step": state["step"],
             **values, "seconds": round(time.perf_counter() - started, 3)}

@@ -7,12 +7,14 @@ timestep" from a stride.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from diffctl.errors import UsageError
 from diffctl.samplers.noise import Generator
 from diffctl.schedules.parametrization import x0_and_eps
 
@@ -59,19 +61,63 @@ def sampling_grid(scheduler: Any, num_steps: int, spacing: str = "trailing",
     return SamplingGrid(timesteps=ts, alpha_bars=a, alpha_bars_next=a_next)
 
 
-class DenoiserCall:
-    """Calls ``denoiser(x_t, t, cond)`` at one timestep and returns (x0, eps) estimates."""
+@dataclass(frozen=True)
+class Inpaint:
+    """Known pixels for masked generation: ``mask`` is 1 where ``reference`` is kept.
 
-    def __init__(self, denoiser: Callable[..., torch.Tensor], cond: torch.Tensor | None = None):
+    ``mask`` and ``reference`` broadcast against the batch, e.g. (B, C, H, W) or (1, 1, H, W)
+    for the mask. Samplers use the replacement method (Song et al. 2021, "Score-Based
+    Generative Modeling through SDEs", app. I.2; RePaint without resampling): before every
+    model call the known pixels of x_t are set to the reference noised to t, so the model
+    fills the rest consistently; the result keeps the reference's pixels exactly.
+    """
+
+    mask: torch.Tensor
+    reference: torch.Tensor
+
+
+class DenoiserCall:
+    """Calls ``denoiser(x_t, t, cond)`` at one timestep and returns (x0, eps) estimates.
+
+    Classifier-free guidance (Ho & Salimans 2022): with ``guidance_scale`` s != 1 the model is
+    also called with the null label -1 and the prediction becomes u + s (c - u); s = 0 is the
+    unconditional model. The two calls share one batch. Inpainting: see :class:`Inpaint`;
+    ``noise`` is the per-sample noise that noises the reference (the run's x_T).
+    """
+
+    def __init__(self, denoiser: Callable[..., torch.Tensor], cond: torch.Tensor | None = None,
+                 guidance_scale: float = 1.0, inpaint: Inpaint | None = None,
+                 noise: torch.Tensor | None = None):
         self.denoiser = denoiser
         self.cond = cond
+        self.guidance_scale = float(guidance_scale)
+        self.inpaint = inpaint
+        self.noise = noise
         self.prediction = getattr(denoiser, "prediction", "epsilon")
         self.evaluations = 0
 
+    def known(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        """``x`` with the known pixels replaced by the reference at noise level alpha_bar."""
+        if self.inpaint is None:
+            return x
+        mask = self.inpaint.mask.to(x.device, x.dtype)
+        ref = self.inpaint.reference.to(x.device, x.dtype)
+        noise = self.noise if self.noise is not None else torch.zeros_like(x)
+        noised = math.sqrt(alpha_bar) * ref + math.sqrt(max(1.0 - alpha_bar, 0.0)) * noise
+        return mask * noised + (1 - mask) * x
+
     def __call__(self, x: torch.Tensor, t: int, alpha_bar: float
                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.known(x, alpha_bar)
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-        output = self.denoiser(x, t_batch, cond=self.cond)
+        if self.guidance_scale != 1.0 and self.cond is not None:
+            null = torch.full_like(self.cond, -1)
+            both = self.denoiser(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
+                                 cond=torch.cat([self.cond, null]))
+            c, u = both.chunk(2)
+            output = u + self.guidance_scale * (c - u)
+        else:
+            output = self.denoiser(x, t_batch, cond=self.cond)
         self.evaluations += 1
         a = torch.tensor(alpha_bar, dtype=x.dtype, device=x.device)
         return x0_and_eps(output, x, a, self.prediction)
@@ -127,13 +173,25 @@ class GridSampler:
         cond: torch.Tensor | None = None,
         generator: Generator = None,
         callback: Callback = None,
+        guidance_scale: float | None = None,
+        inpaint: Inpaint | None = None,
     ) -> torch.Tensor:
-        """Integrate from pure noise ``x_T`` to data in ``num_steps`` grid steps."""
+        """Integrate from pure noise ``x_T`` to data in ``num_steps`` grid steps.
+
+        ``guidance_scale`` (default: the config's) needs ``cond`` and a class-conditional
+        denoiser; ``inpaint`` keeps the known pixels of a reference (see :class:`Inpaint`).
+        """
+        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        if scale != 1.0 and cond is None:
+            raise UsageError(f"guidance_scale {scale} needs class labels (cond) and a "
+                             "class-conditional denoiser")
         grid = sampling_grid(scheduler, num_steps, self.config.spacing,
                              self.config.final_alpha_one)
-        model = DenoiserCall(denoiser, cond)
+        model = DenoiserCall(denoiser, cond, scale, inpaint, noise=x_T)
         with torch.no_grad():
-            return self.solve(model, scheduler, grid, x_T, generator, callback)
+            x = model.known(x_T, float(grid.alpha_bars[0]))
+            out = self.solve(model, scheduler, grid, x, generator, callback)
+            return model.known(out, float(grid.alpha_bars_next[-1]))
 
     def solve(self, model: DenoiserCall, scheduler: Any, grid: SamplingGrid, x: torch.Tensor,
               generator: Generator, callback: Callback) -> torch.Tensor:

@@ -24,6 +24,11 @@ class SamplerConfig(ComponentConfig):
         description="Last step goes to alpha_bar = 1 (clean data); false stops at "
         "alpha_bar[0] like diffusers' set_alpha_to_one=False.",
     )
+    guidance_scale: float = Field(
+        1.0, ge=0.0,
+        description="Classifier-free guidance scale s (class-conditional denoisers): "
+        "u + s (c - u); 1 = plain conditional, 0 = unconditional.",
+    )
 
 
 class AncestralConfig(SamplerConfig):

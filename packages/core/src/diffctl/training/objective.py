@@ -38,13 +38,18 @@ def diffusion_loss(
     cond: torch.Tensor | None = None,
     weighting: str = "uniform",
     gamma: float = 5.0,
+    prediction: str | None = None,
 ) -> torch.Tensor:
-    """Mean weighted squared error of the model's prediction at noise level t."""
-    prediction = getattr(model, "prediction", "epsilon")
+    """Mean weighted squared error of the model's prediction at noise level t.
+
+    ``prediction`` defaults to ``model.prediction``; the error is taken in float32 even when
+    the model runs under bf16 autocast (the output is cast to the target's dtype).
+    """
+    prediction = prediction or getattr(model, "prediction", "epsilon")
     x_t = scheduler.q_sample(x0, t, noise)
     a = scheduler.alpha_bar(t, x0)
     target = target_from(x0, noise, a, prediction)
-    output = model(x_t, t, cond=cond)
+    output = model(x_t, t, cond=cond).to(target.dtype)
     per_example = (output - target).pow(2).flatten(1).mean(dim=1)
     snr = (a / (1 - a).clamp_min(1e-12)).flatten()
     return (snr_weight(snr, prediction, weighting, gamma) * per_example).mean()

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from diffctl.errors import DiffctlError
+from diffctl.errors import DiffctlError, UsageError
 from diffctl.runs.config import TrainConfig
 from diffctl.samplers.noise import mix_seed
 from diffctl.training.checkpoint import (
@@ -26,6 +26,7 @@ from diffctl.training.checkpoint import (
     save_checkpoint,
     write_pointer,
 )
+from diffctl.training.distributed import all_mean, broadcast_flag, dist_info, setup
 from diffctl.training.ema import EMA
 from diffctl.training.lr_schedule import lr_multiplier, scaled_lr
 from diffctl.training.objective import diffusion_loss
@@ -97,13 +98,19 @@ class Trainer:
         on_eval: Callable[[TrainState, dict[str, float]], None] | None = None,
     ):
         self.config, self.seed = config, seed
+        self.dist = dist_info()
         self.device = pick_device(config.device)
+        if self.dist.enabled:
+            if config.batch_size % self.dist.world_size:
+                raise UsageError(f"batch_size {config.batch_size} must be divisible by the "
+                                 f"number of processes ({self.dist.world_size})")
+            self.device = setup(self.dist, self.device)
         self.model = model.to(self.device)
         self.scheduler = scheduler
         self.data = train_data.to(self.device)
         self.labels = labels.to(self.device) if labels is not None else None
         self.augment = augment
-        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_dir = checkpoint_dir if self.dist.is_main else None
         self.evaluate, self.on_step, self.on_eval = evaluate, on_step, on_eval
         self.higher_is_better = higher_is_better
         self.lr = scaled_lr(config.lr, config.batch_size, config.base_batch_size,
@@ -114,8 +121,20 @@ class Trainer:
         self.ema = EMA(self.model, config.ema_decay, config.ema_warmup) \
             if config.ema_decay else None
         self.state = TrainState()
+        # what the loss calls: the module itself or its torch.compile wrapper (checkpoints and
+        # EMA always use the plain module, so the weights' names never change)
+        self.train_model = torch.compile(self.model) if config.compile else self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
         n = len(self.data)
-        self.steps_per_epoch = n // config.batch_size + (1 if n % config.batch_size >= 2 else 0)
+        # a last partial batch is kept if every process gets at least one example of it (and
+        # BatchNorm-style layers at least two in a one-process run)
+        tail = n % config.batch_size
+        self.steps_per_epoch = n // config.batch_size + (
+            1 if tail >= max(2, self.dist.world_size) else 0)
         self.total_steps = self.steps_per_epoch * config.epochs
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -153,6 +172,9 @@ class Trainer:
     def _evaluate_and_checkpoint(self, last: bool) -> bool:
         """Evaluate, track the best, checkpoint. Returns True when early stopping fires."""
         st, cfg = self.state, self.config
+        if not self.dist.is_main:  # rank 0 evaluates and saves; the others follow its verdict
+            st.stopped_early = broadcast_flag(False, self.dist, self.device)
+            return st.stopped_early
         metrics = self.evaluate(self.eval_model(), st) if self.evaluate else {}
         name = f"epoch-{st.epoch:04d}"
         improved = False
@@ -174,7 +196,7 @@ class Trainer:
             write_pointer(self.checkpoint_dir / "best", name)
         if self.on_eval is not None:
             self.on_eval(st, metrics)
-        return stop
+        return broadcast_flag(stop, self.dist, self.device)
 
     def fit(self) -> TrainState:
         cfg, st = self.config, self.state
@@ -194,9 +216,16 @@ class Trainer:
                 cond = self.labels[idx] if self.labels is not None else None
                 t = torch.randint(0, T, (len(idx),), generator=gen).to(self.device)
                 noise = torch.randn(x0.shape, generator=gen).to(self.device, x0.dtype)
-                loss = diffusion_loss(self.model, self.scheduler, x0, t, noise, cond,
-                                      cfg.loss_weighting, cfg.min_snr_gamma)
-                loss_value = float(loss.detach())
+                if self.dist.enabled:  # every rank drew the whole batch; keep this rank's share
+                    share = slice(self.dist.rank, None, self.dist.world_size)
+                    x0, t, noise = x0[share], t[share], noise[share]
+                    cond = cond[share] if cond is not None else None
+                with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                    enabled=cfg.precision == "bf16"):
+                    loss = diffusion_loss(self.train_model, self.scheduler, x0, t, noise, cond,
+                                          cfg.loss_weighting, cfg.min_snr_gamma,
+                                          prediction=getattr(self.model, "prediction", None))
+                loss_value = all_mean(float(loss.detach()), self.dist, self.device)
                 if not math.isfinite(loss_value):
                     last = read_pointer(self.checkpoint_dir / "last") \
                         if self.checkpoint_dir else None
