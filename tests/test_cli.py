@@ -160,9 +160,14 @@ def cells(row: str) -> list[str]:
     return [cell.strip() for cell in row.strip().strip("│").split("│")]
 
 
+#: Our own distributions plus the test's "bracket" entry point: listings in these tests must
+#: not change because some other diffctl plugin (e.g. the example plugin) is installed.
+FIRST_PARTY = "diffctl-core,diffctl-models,diffctl-metrics,bracket"
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    monkeypatch.delenv("DIFFCTL_LOAD_PLUGINS", raising=False)
+    monkeypatch.setenv("DIFFCTL_LOAD_PLUGINS", FIRST_PARTY)
     monkeypatch.delenv("DIFFCTL_STRICT_PLUGINS", raising=False)
     return monkeypatch
 

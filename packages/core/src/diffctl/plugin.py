@@ -6,6 +6,12 @@ Nothing here imports torch: factories are ``"module:attribute"`` strings resolve
 from __future__ import annotations
 
 from diffctl.datasets.configs import GMMRingConfig, TwoMoonsConfig
+from diffctl.datasets.image_configs import (
+    CIFAR10Config,
+    DigitsConfig,
+    ImageFolderConfig,
+    MNISTConfig,
+)
 from diffctl.hookspecs import hookimpl
 from diffctl.samplers.configs import (
     AncestralConfig,
@@ -56,3 +62,13 @@ def register_components(registry) -> None:
         summary="scikit-learn's two interleaving moons (default noise 0.1, 20 000 points).")
     add("dataset", "gmm-ring", factory="diffctl.datasets.gmm:GMMRing", config=GMMRingConfig,
         summary="Equal-weight Gaussians on a circle (default 8 modes, radius 5, std 0.2).")
+    # image datasets (kind "dataset"): (C, H, W) in [-1, 1]; torchvision only to download
+    add("dataset", "mnist", factory="diffctl.datasets.mnist:MNIST", config=MNISTConfig,
+        summary="MNIST digits, 60 000 train / 10 000 test, 28x28 padded to 1x32x32.")
+    add("dataset", "cifar10", factory="diffctl.datasets.cifar10:CIFAR10", config=CIFAR10Config,
+        summary="CIFAR-10, 50 000 train / 10 000 test, 3x32x32, optional horizontal flips.")
+    add("dataset", "digits", factory="diffctl.datasets.digits:Digits", config=DigitsConfig,
+        summary="scikit-learn's 1797 8x8 digits upsampled to 1x16x16; no download needed.")
+    add("dataset", "image-folder", factory="diffctl.datasets.image_folder:ImageFolder",
+        config=ImageFolderConfig,
+        summary="A folder of PNG/JPEG images (class subfolders optional), resized and cropped.")

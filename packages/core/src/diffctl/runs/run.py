@@ -296,6 +296,8 @@ def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,
         raise UsageError(f"run directory {out} already holds a run; use --resume or "
                          "another --out")
     components = build(config, registry)
+    if evaluate:  # fail now, not after training, if the data cannot give the real sample
+        components.dataset.reference(config.sample.num_samples, config.seed + 2)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:

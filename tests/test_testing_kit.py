@@ -1,0 +1,509 @@
+"""diffctl.testing: every built-in passes its conformance check, and deliberately broken
+components fail the right sub-check with a message that says what to fix."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+import diffctl
+from diffctl import hookimpl
+from diffctl.config import ComponentConfig
+from diffctl.datasets.configs import Points2DConfig
+from diffctl.datasets.toy2d import Points2D
+from diffctl.errors import UnknownComponentError
+from diffctl.samplers.base import GridSampler, Step
+from diffctl.samplers.configs import AncestralConfig, DDIMConfig
+from diffctl.samplers.ddim import DDIMSampler
+from diffctl.schedules.configs import LinearScheduleConfig
+from diffctl.schedules.noise_schedule import NoiseSchedule
+from diffctl.testing import (
+    CHECKS,
+    ConformanceError,
+    check_component,
+    check_config,
+    check_dataset,
+    check_denoiser,
+    check_metric,
+    check_plugin,
+    check_sampler,
+    check_scheduler,
+    isolated_registry,
+    use_registry,
+)
+
+BUILTINS = ("diffctl-core", "diffctl-models", "diffctl-metrics")
+SCHEDULERS = ["cosine", "linear", "scaled-linear", "sigmoid"]
+SAMPLERS = ["ancestral", "ddim", "dpmpp-2m", "euler", "heun"]
+STOCHASTIC = [("ddim", {"eta": 1.0}), ("euler", {"s_churn": 1.0}), ("heun", {"s_churn": 1.0}),
+              ("ancestral", {"variance": "beta", "spacing": "leading"})]
+DATASETS = ["gmm-ring", "two-moons"]
+DENOISERS = ["mlp", "residual-mlp"]
+# metric -> (real data, symmetric, samples); the two-moons metrics need 2000 samples to tell a
+# collapsed sample from real data (at 1000, moons-hist-mse scores the collapse better)
+METRICS = {
+    "mmd-rbf": (None, True, 500), "mmd-linear": (None, True, 500),
+    "wasserstein": (None, True, 500), "sliced-wasserstein": (None, True, 500),
+    "sample-stats": (None, True, 500), "mode-coverage": ("gmm-ring", False, 500),
+    "moons-distance": ("two-moons", False, 500), "moons-hist-mse": ("two-moons", True, 2000),
+    "moons-shape": ("two-moons", False, 500), "moons-overall": ("two-moons", False, 2000),
+}
+
+
+@pytest.fixture
+def builtins():
+    """The first-party components only (not the example plugin or anything else installed)."""
+    with use_registry(isolated_registry(builtins=BUILTINS)) as reg:
+        yield reg
+
+
+# -- the built-ins conform ---------------------------------------------------------------------
+def test_the_parametrisations_cover_the_builtins(builtins) -> None:
+    """Every scheduler and sampler, the 2-D datasets, vector denoisers and 2-D metrics."""
+    assert builtins.components("scheduler") == SCHEDULERS
+    assert builtins.components("sampler") == SAMPLERS
+    assert [s.name for s in builtins.specs("dataset")
+            if issubclass(s.config, Points2DConfig)] == DATASETS
+    assert [s.name for s in builtins.specs("denoiser")
+            if "data_dim" in s.config.model_fields] == DENOISERS
+    assert set(METRICS) <= set(builtins.components("metric"))
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_builtin_schedulers_conform(builtins, name: str) -> None:
+    assert "q-sample" in check_component("scheduler", name)
+    check_component("scheduler", name, {"rescale_zero_terminal_snr": True,
+                                        "num_train_timesteps": 50})
+
+
+@pytest.mark.parametrize(("name", "options"), [(n, {}) for n in SAMPLERS] + STOCHASTIC)
+def test_builtin_samplers_conform(builtins, name: str, options: dict) -> None:
+    passed = check_component("sampler", name, options)
+    assert {"gaussian", "deterministic", "prediction-types"} <= set(passed)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_builtin_datasets_conform(builtins, name: str) -> None:
+    assert "reference" in check_component("dataset", name, {"n": 1000})
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+@pytest.mark.parametrize("options", [{}, {"prediction": "v", "time_embedding": "sinusoidal"}])
+def test_builtin_denoisers_conform(builtins, name: str, options: dict) -> None:
+    options = {"hidden": 32, **options}
+    assert "train-step" in check_component("denoiser", name, options)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_builtin_2d_metrics_conform(builtins, name: str) -> None:
+    data, symmetric, n = METRICS[name]
+    reference = diffctl.create("dataset", data).reference if data else None
+    passed = check_component("metric", name, reference=reference, symmetric=symmetric,
+                             num_samples=n)
+    assert {"identical-inputs", "sensitivity"} <= set(passed)
+    assert ("symmetric" in passed) == symmetric
+
+
+def test_an_asymmetric_builtin_metric_fails_the_symmetry_check(builtins) -> None:
+    moons = diffctl.create("dataset", "two-moons").reference
+    with pytest.raises(ConformanceError, match=r"metric 'moons-distance' .*: symmetric: "
+                                               r"metric\(a, b\) = .* but metric\(b, a\)"):
+        check_component("metric", "moons-distance", reference=moons)
+
+
+# -- broken configs -----------------------------------------------------------------------------
+class LooseConfig(BaseModel):
+    """Accepts unknown fields: a typo would be silently ignored."""
+
+    steps: int = Field(10, description="Steps.")
+
+
+class UndocumentedConfig(ComponentConfig):
+    steps: int = 10
+
+
+class RequiredConfig(ComponentConfig):
+    steps: int = Field(description="Steps, without a default.")
+
+
+class LossyConfig(ComponentConfig):
+    scale: float = Field(0.5, description="Written rounded to an int.")
+
+    @field_serializer("scale")
+    def _rounded(self, value: float) -> int:
+        return round(value)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    (LooseConfig, "config-rejects-unknown: an unknown field was accepted; set extra='forbid'"),
+    (UndocumentedConfig, "config-descriptions: every field needs a description .* steps"),
+    (RequiredConfig, "config-defaults: every field needs a default .* steps"),
+    (LossyConfig, "config-yaml-round-trip: dump -> YAML -> validate changed the config"),
+    (dict, "config-model: config must be a pydantic model class"),
+])
+def test_broken_configs_fail_with_the_reason(config, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_config(config)
+
+
+def test_a_sampler_with_a_config_that_accepts_unknown_fields_fails() -> None:
+    class LooseDDIMConfig(DDIMConfig):
+        model_config = ConfigDict(extra="ignore")
+
+    with pytest.raises(ConformanceError, match=r"sampler .*DDIMSampler: config-rejects-unknown"):
+        check_sampler(DDIMSampler, LooseDDIMConfig)
+
+
+# -- broken samplers ----------------------------------------------------------------------------
+class IgnoresTheModel(GridSampler):
+    """Walks the grid and reports every step, but never uses the model's prediction."""
+
+    def solve(self, model, scheduler, grid, x, generator, callback):
+        for i, t in enumerate(grid.timesteps.tolist()):
+            if callback is not None:
+                callback(Step(i, t, x, x, len(grid)))
+        return x
+
+
+class GlobalRNG(DDIMSampler):
+    """DDIM with eta = 1 whose noise comes from the global RNG, not the generator."""
+
+    deterministic = False
+
+    def solve(self, model, scheduler, grid, x, generator, callback):
+        return super().solve(model, scheduler, grid, x, None, callback)
+
+
+class AlwaysEpsilon(GridSampler):
+    """Reads every model output as epsilon, whatever the model's ``prediction`` says."""
+
+    def solve(self, model, scheduler, grid, x, generator, callback):
+        for i, t in enumerate(grid.timesteps.tolist()):
+            a, a_next = float(grid.alpha_bars[i]), float(grid.alpha_bars_next[i])
+            eps = model.denoiser(x, torch.full((len(x),), t), cond=None)
+            x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+            x = math.sqrt(a_next) * x0 + math.sqrt(1 - a_next) * eps
+            if callback is not None:
+                callback(Step(i, t, x, x0, len(grid)))
+        return x
+
+
+class ClaimsStochastic(DDIMSampler):
+    deterministic = False  # but eta = 0 draws no noise
+
+
+@pytest.mark.parametrize(("sampler", "options", "message"), [
+    (IgnoresTheModel, {}, r"gaussian: data N\(0.5, 0.8\^2\) with its exact denoiser: 250 steps "
+                          r"gave mean -?0.00\d+, std (0.99|1.00)\d+ .*ignores or misuses the "
+                          r"model"),
+    (GlobalRNG, {"eta": 1.0}, "deterministic: same x_T and generator state gave different "
+                              "samples: draw noise only from `generator`"),
+    (AlwaysEpsilon, {}, "prediction-types: a 'sample'-predicting model gave samples"),
+    (ClaimsStochastic, {}, "deterministic: deterministic is False but the samples do not "
+                           "depend on the generator"),
+])
+def test_broken_samplers_fail_with_the_reason(sampler, options, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_sampler(sampler, DDIMConfig, options)
+
+
+def test_too_few_steps_fail_the_gaussian_test_and_say_so() -> None:
+    with pytest.raises(ConformanceError, match=r"ancestral:AncestralSampler: gaussian: .* 10 "
+                                               r"steps .* needs more steps \(num_steps=...\)"):
+        check_sampler("diffctl.samplers.ancestral:AncestralSampler", AncestralConfig,
+                      num_steps=10)
+
+
+# -- broken datasets ----------------------------------------------------------------------------
+class UnseededMoons(Points2D):
+    """Draws its training data from an unseeded generator."""
+
+    def draw(self, n, rng):
+        return np.random.default_rng().normal(size=(n, 2))
+
+
+class IgnoresTheSeed(Points2D):
+    def draw(self, n, rng):
+        return np.linspace(0, 1, 2 * n).reshape(n, 2)
+
+
+class GaussianPoints(Points2D):
+    def draw(self, n, rng):
+        return rng.normal(size=(n, 2))
+
+
+class Float64Points(GaussianPoints):
+    def __getitem__(self, index):
+        return self.train_tensor()[index].double(), -1
+
+
+@pytest.mark.parametrize(("dataset", "message"), [
+    (UnseededMoons, "deterministic: two builds from one config differ at index 0: draw with a "
+                    "generator seeded from the config"),
+    (IgnoresTheSeed, "seed-is-used: changing the config's seed does not change the data"),
+    (Float64Points, r"items: ds\[0\]\[0\] is torch.float64 \(2,\), expected float32"),
+])
+def test_broken_datasets_fail_with_the_reason(dataset, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_dataset(dataset, Points2DConfig, {"n": 200})
+    assert "seed-is-used" in check_dataset(GaussianPoints, Points2DConfig, {"n": 200})
+
+
+# -- broken denoisers ---------------------------------------------------------------------------
+class DenoiserConfig(ComponentConfig):
+    data_dim: int = Field(2, description="Dimension of x.")
+
+
+class BatchNormalised(torch.nn.Module):
+    """Centres each batch on its own mean, in eval mode too."""
+
+    prediction = "epsilon"
+
+    def __init__(self, config):
+        super().__init__()
+        self.linear = torch.nn.Linear(config.data_dim, config.data_dim)
+
+    def forward(self, x, t, cond=None):
+        return self.linear(x - x.mean(0))
+
+
+class DropsAColumn(BatchNormalised):
+    def forward(self, x, t, cond=None):
+        return self.linear(x)[:, :1]
+
+
+class BadPrediction(BatchNormalised):
+    prediction = "noise"
+
+    def forward(self, x, t, cond=None):
+        return self.linear(x)
+
+
+class Frozen(BatchNormalised):
+    """Its output does not depend on its weights."""
+
+    def forward(self, x, t, cond=None):
+        return self.linear(x) * 0.0
+
+
+@pytest.mark.parametrize(("denoiser", "message"), [
+    (BatchNormalised, "batch-independent: in eval mode a row's output depends on the rest"),
+    (DropsAColumn, r"shapes-dtypes-devices: input torch.float32 \(4, 2\) on cpu gave "
+                   r"torch.float32 \(4, 1\)"),
+    (BadPrediction, "protocol: prediction must be one of .* got 'noise'"),
+    (Frozen, "train-step: no parameter received a gradient"),
+])
+def test_broken_denoisers_fail_with_the_reason(denoiser, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_denoiser(denoiser, DenoiserConfig)
+
+
+def test_a_denoiser_without_a_known_shape_asks_for_it() -> None:
+    class NoShape(ComponentConfig):
+        width: int = Field(4, description="Width.")
+
+    with pytest.raises(ValueError, match="pass sample_shape"):
+        check_denoiser(lambda cfg: BatchNormalised(DenoiserConfig()), NoShape)
+    passed = check_denoiser(lambda cfg: DropsAColumn(DenoiserConfig(data_dim=1)), NoShape,
+                            sample_shape=(1,))
+    assert "train-step" in passed and "conditional" not in passed  # no classes: not applicable
+
+
+# -- broken schedulers --------------------------------------------------------------------------
+class Increasing(NoiseSchedule):
+    def __init__(self, config):
+        super().__init__(config)
+        self.alphas_cumprod = self.alphas_cumprod.flip(0)
+
+
+class Float32Tables(NoiseSchedule):
+    def __init__(self, config):
+        super().__init__(config)
+        self.betas = self.betas.float()
+
+
+@pytest.mark.parametrize(("scheduler", "message"), [
+    (Increasing, "tables: alphas_cumprod is not strictly decreasing"),
+    (Float32Tables, r"tables: betas must be a float64 tensor of shape \(1000,\), got "
+                    "torch.float32"),
+])
+def test_broken_schedulers_fail_with_the_reason(scheduler, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_scheduler(scheduler, LinearScheduleConfig)
+
+
+# -- broken metrics -----------------------------------------------------------------------------
+class MetricConfig(ComponentConfig):
+    pass
+
+
+class NearestReal:
+    """Mean distance from each generated point to its nearest real point: asymmetric."""
+
+    higher_is_better = False
+
+    def __init__(self, config):
+        pass
+
+    def __call__(self, generated, real):
+        d = torch.cdist(torch.as_tensor(generated).double(), torch.as_tensor(real).double())
+        return {"nearest": float(d.min(dim=1).values.mean())}
+
+
+class WrongDirection(NearestReal):
+    higher_is_better = True
+
+    def __call__(self, generated, real):
+        g, r = torch.as_tensor(generated).double(), torch.as_tensor(real).double()
+        return {"mean-gap": float((g.mean(0) - r.mean(0)).norm())}
+
+
+class TensorValued(NearestReal):
+    def __call__(self, generated, real):
+        return {"nearest": torch.cdist(generated, real).min(dim=1).values.mean()}
+
+
+class Blind(NearestReal):
+    def __call__(self, generated, real):
+        return {"blind": 0.0}
+
+
+def test_an_asymmetric_metric_fails_unless_declared_so() -> None:
+    with pytest.raises(ConformanceError, match=r"symmetric: metric\(a, b\) = .* but "
+                                               r"metric\(b, a\) = .*pass symmetric=False"):
+        check_metric(NearestReal, MetricConfig)
+    assert "symmetric" not in check_metric(NearestReal, MetricConfig, symmetric=False)
+
+
+@pytest.mark.parametrize(("metric", "message"), [
+    (WrongDirection, r"identical-inputs: metric\(x, x\) = 0, expected at least as good as two "
+                     r"independent real samples \(>= "),
+    (TensorValued, "output: values must be finite Python floats"),
+    (Blind, "sensitivity: a sample collapsed to a point off the data scores 0, not worse"),
+])
+def test_broken_metrics_fail_with_the_reason(metric, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_metric(metric, MetricConfig)
+
+
+# -- plugins, dispatch, skipping ---------------------------------------------------------------
+def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str):
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return __import__(name)
+
+
+PLUGIN = '''
+{imports}
+from diffctl import hookimpl
+from diffctl.samplers.configs import AncestralConfig, DDIMConfig
+
+
+@hookimpl
+def register_components(registry):
+    registry.add("sampler", "{name}", factory="diffctl.samplers.ddim:DDIMSampler",
+                 config=DDIMConfig, summary="DDIM again, under another name.")
+'''
+
+
+def test_check_plugin_reports_every_component(tmp_path, monkeypatch) -> None:
+    module = write_module(tmp_path, monkeypatch, "kit_good_plugin",
+                          PLUGIN.format(imports="", name="ddim-copy"))
+    report = check_plugin(module, components={"sampler:ddim-copy": {"options": {"eta": 0.5}}})
+    assert report["plugin"] == ["loads", "registers", "lazy-imports"]  # no command hook
+    assert "gaussian" in report["sampler:ddim-copy"]
+    with pytest.raises(ValueError, match="does not register: sampler:nope"):
+        check_plugin(module, components={"sampler:nope": {}})
+
+
+@pytest.mark.parametrize(("imports", "name", "message"), [
+    ("import numpy", "ddim-heavy", "lazy-imports: importing it imports numpy; give factories "
+                                   "as 'module:attribute' strings"),
+    ("", "ddim", "loads: plugin 'kit_bad_plugin_1' .* duplicate sampler 'ddim'"),
+])
+def test_check_plugin_fails_heavy_imports_and_duplicates(tmp_path, monkeypatch, imports, name,
+                                                         message) -> None:
+    module = write_module(tmp_path, monkeypatch, f"kit_bad_plugin_{len(imports) == 0:d}",
+                          PLUGIN.format(imports=imports, name=name))
+    with pytest.raises(ConformanceError, match=message):
+        check_plugin(module)
+
+
+class HijackPlugin:
+    @hookimpl
+    def register_commands(self, app) -> None:
+        @app.command("run")
+        def run() -> None:
+            """Replace the built-in run."""
+
+
+def test_check_plugin_fails_a_command_that_replaces_a_built_in() -> None:
+    pytest.importorskip("diffctl_cli")
+    with pytest.raises(ConformanceError, match=r"commands: .*cannot replace built-in command"):
+        check_plugin(HijackPlugin())  # an object, not a module: lazy-imports does not apply
+
+
+def test_check_component_dispatches_and_covers_other_kinds() -> None:
+    assert set(CHECKS) == {"dataset", "denoiser", "scheduler", "sampler", "metric"}
+
+    class Widgets:
+        @hookimpl
+        def register_components(self, registry) -> None:
+            registry.add("widget", "gizmo", factory=lambda cfg: object(), config=MetricConfig,
+                         summary="A kind the toolkit does not compose.")
+
+    reg = isolated_registry(Widgets())
+    assert check_component("widget", "gizmo", registry=reg)[-1] == "build"
+    with pytest.raises(ConformanceError, match=r"widget 'gizmo' .*: config-yaml-round-trip: "
+                                               r"raised ValidationError"):
+        check_component("widget", "gizmo", {"n": 1}, registry=reg)  # not a field
+    with pytest.raises(UnknownComponentError, match="did you mean 'ddim'"):
+        check_component("sampler", "dim", registry=reg)
+
+
+def test_skip_leaves_out_named_sub_checks_and_rejects_unknown_names() -> None:
+    passed = check_sampler(IgnoresTheModel, DDIMConfig, skip=["gaussian", "zero-terminal-snr"])
+    assert "gaussian" not in passed and "deterministic" in passed
+    with pytest.raises(ValueError, match=r"unknown sub-check.*gausian"):
+        check_sampler(DDIMSampler, DDIMConfig, skip=["gausian"])
+
+
+def test_checks_leave_the_global_rng_and_threads_alone() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    check_sampler(DDIMSampler, DDIMConfig, {"eta": 1.0}, skip=["gaussian"])
+    assert torch.equal(torch.rand(3), expected) and torch.get_num_threads() == threads
+
+
+# -- the pytest plugin --------------------------------------------------------------------------
+def test_the_fixture_isolates_the_registry(diffctl_registry, request) -> None:
+    assert diffctl.get_registry() is diffctl_registry
+    assert [p.name for p in diffctl_registry.plugins()] == ["core"]
+    assert diffctl.components("denoiser") == []  # installed elsewhere, not loaded here
+    plugin = request.config.pluginmanager.get_plugin("diffctl")
+    assert plugin is not None and plugin.__name__ == "diffctl.testing.pytest_plugin"
+
+
+def test_use_registry_restores_the_previous_default() -> None:
+    before = diffctl.get_registry()
+    reg = isolated_registry(builtins=())
+    with use_registry(reg):
+        assert diffctl.get_registry() is reg and diffctl.components("sampler") == []
+    assert diffctl.get_registry() is before
+
+
+def test_importing_the_kit_and_its_pytest_plugin_is_cheap() -> None:
+    code = ("import sys, diffctl.testing, diffctl.testing.pytest_plugin\n"
+            "print([m for m in ('torch', 'numpy', 'yaml') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
