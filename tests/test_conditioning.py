@@ -172,3 +172,23 @@ def test_trainer_passes_labels_and_supports_bf16_and_compile(extra, tmp_path) ->
 
     saved = load_file(tmp_path / "ck" / "epoch-0002" / "model.safetensors")
     assert set(saved) == set(model.state_dict())  # no "_orig_mod." prefixes from compile
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_clip_denoised_clamps_the_x0_estimate(name: str) -> None:
+    """A model whose x0 estimate is far outside [-1, 1] ends inside it when clipping is on."""
+
+    class Far(torch.nn.Module):
+        prediction = "sample"
+
+        def forward(self, x, t, cond=None):
+            return torch.full_like(x, 7.0)
+
+    sched = diffctl.create("scheduler", "linear", num_train_timesteps=100)
+    x_T = torch.randn(4, 1, 4, 4)
+    plain = diffctl.create("sampler", name).sample(Far(), sched, x_T, 5,
+                                                   generator=torch.Generator().manual_seed(0))
+    clipped = diffctl.create("sampler", name, clip_denoised=1.0).sample(
+        Far(), sched, x_T, 5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(plain, torch.full_like(plain, 7.0), rtol=0, atol=1e-4)
+    torch.testing.assert_close(clipped, torch.ones_like(clipped), rtol=0, atol=1e-4)

@@ -4,14 +4,35 @@ from __future__ import annotations
 
 from diffctl import hookimpl
 from diffctl_models.configs import MLPConfig, ResidualMLPConfig
+from diffctl_models.image_configs import (
+    DiTBConfig,
+    DiTConfig,
+    DiTSConfig,
+    DiTTinyConfig,
+    StudentUNetConfig,
+    UNetConfig,
+)
 
 
 @hookimpl
 def register_components(registry) -> None:
-    """Vector denoisers for the 2-D workflows; image models arrive with their own issue."""
+    """Vector denoisers for the 2-D workflows; UNets and DiTs for images."""
     add = registry.add
     add("denoiser", "mlp", factory="diffctl_models.mlp:MLPDenoiser", config=MLPConfig,
         summary="Plain MLP on [x, time embedding]: 3 hidden layers of 128, ReLU.")
     add("denoiser", "residual-mlp", factory="diffctl_models.residual_mlp:ResidualMLPDenoiser",
         config=ResidualMLPConfig,
         summary="Residual MLP with BatchNorm and per-block time embedding: 5 blocks of 512.")
+    add("denoiser", "unet-mini", factory="diffctl_models.unet:UNet", config=UNetConfig,
+        summary="DDPM-style UNet without attention: 3 levels of 64/128/128 channels, GroupNorm.")
+    add("denoiser", "student-unet", factory="diffctl_models.unet:UNet", config=StudentUNetConfig,
+        summary="unet-mini with every width scaled by size_factor (a distillation student).")
+    dit = "diffctl_models.dit:DiT"
+    add("denoiser", "dit", factory=dit, config=DiTConfig,
+        summary="Diffusion Transformer with grouped-query attention: patch 4, 384 x 12, 8/2 heads.")
+    add("denoiser", "dit-tiny", factory=dit, config=DiTTinyConfig,
+        summary="Small DiT for quick CPU runs: patch 4, 128 x 4, 4 query / 2 key-value heads.")
+    add("denoiser", "dit-s", factory=dit, config=DiTSConfig,
+        summary="DiT-S: patch 4, 384 x 12, 6 query / 2 key-value heads.")
+    add("denoiser", "dit-b", factory=dit, config=DiTBConfig,
+        summary="DiT-B: patch 4, 768 x 12, 12 query / 4 key-value heads.")

@@ -81,18 +81,21 @@ class DenoiserCall:
 
     Classifier-free guidance (Ho & Salimans 2022): with ``guidance_scale`` s != 1 the model is
     also called with the null label -1 and the prediction becomes u + s (c - u); s = 0 is the
-    unconditional model. The two calls share one batch. Inpainting: see :class:`Inpaint`;
-    ``noise`` is the per-sample noise that noises the reference (the run's x_T).
+    unconditional model. The two calls share one batch. ``clip_denoised`` c clamps the x0
+    estimate to [-c, c] and re-derives eps from it (diffusers' ``clip_sample``). Inpainting:
+    see :class:`Inpaint`; ``noise`` is the per-sample noise that noises the reference (the
+    run's x_T).
     """
 
     def __init__(self, denoiser: Callable[..., torch.Tensor], cond: torch.Tensor | None = None,
                  guidance_scale: float = 1.0, inpaint: Inpaint | None = None,
-                 noise: torch.Tensor | None = None):
+                 noise: torch.Tensor | None = None, clip_denoised: float | None = None):
         self.denoiser = denoiser
         self.cond = cond
         self.guidance_scale = float(guidance_scale)
         self.inpaint = inpaint
         self.noise = noise
+        self.clip_denoised = clip_denoised
         self.prediction = getattr(denoiser, "prediction", "epsilon")
         self.evaluations = 0
 
@@ -120,7 +123,11 @@ class DenoiserCall:
             output = self.denoiser(x, t_batch, cond=self.cond)
         self.evaluations += 1
         a = torch.tensor(alpha_bar, dtype=x.dtype, device=x.device)
-        return x0_and_eps(output, x, a, self.prediction)
+        x0, eps = x0_and_eps(output, x, a, self.prediction)
+        if self.clip_denoised is not None:  # diffusers' clip_sample: clamp x0, re-derive eps
+            x0 = x0.clamp(-self.clip_denoised, self.clip_denoised)
+            eps = (x - a.sqrt() * x0) / (1 - a).clamp_min(1e-20).sqrt()
+        return x0, eps
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,8 @@ class GridSampler:
                              "class-conditional denoiser")
         grid = sampling_grid(scheduler, num_steps, self.config.spacing,
                              self.config.final_alpha_one)
-        model = DenoiserCall(denoiser, cond, scale, inpaint, noise=x_T)
+        model = DenoiserCall(denoiser, cond, scale, inpaint, noise=x_T,
+                             clip_denoised=self.config.clip_denoised)
         with torch.no_grad():
             x = model.known(x_T, float(grid.alpha_bars[0]))
             out = self.solve(model, scheduler, grid, x, generator, callback)

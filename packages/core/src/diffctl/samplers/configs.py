@@ -24,6 +24,11 @@ class SamplerConfig(ComponentConfig):
         description="Last step goes to alpha_bar = 1 (clean data); false stops at "
         "alpha_bar[0] like diffusers' set_alpha_to_one=False.",
     )
+    clip_denoised: float | None = Field(
+        None, gt=0.0,
+        description="Clamp each x0 estimate to [-c, c] (images in [-1, 1]: 1.0), as "
+        "diffusers' clip_sample; null: no clamping.",
+    )
     guidance_scale: float = Field(
         1.0, ge=0.0,
         description="Classifier-free guidance scale s (class-conditional denoisers): "
