@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffctl.errors import UsageError
+
 
 def as_numpy(x: Any, dim: int | None = None) -> np.ndarray:
     """A float64 (N, D) array from a tensor or array of N samples (trailing dims flattened)."""
@@ -36,3 +38,19 @@ def subsample_indices(n: int, k: int, seed: int) -> np.ndarray:
     if k >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def paired_images(generated: Any, real: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two float (N, C, H, W) tensors of the same shape, dtype and device (``generated``'s),
+    for the metrics that compare image i with image i (lpips, psnr, ssim); (N, H, W) gains
+    C = 1."""
+    if real is None:
+        raise UsageError(f"{name} compares paired images: the real images are missing")
+    a = generated.detach() if isinstance(generated, torch.Tensor) else torch.as_tensor(generated)
+    b = real.detach() if isinstance(real, torch.Tensor) else torch.as_tensor(real)
+    a, b = (t.unsqueeze(1) if t.ndim == 3 else t for t in (a, b))
+    if a.ndim != 4 or a.shape != b.shape or len(a) == 0:
+        raise UsageError(f"{name} compares paired images: need two (N, C, H, W) batches of the "
+                         f"same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    a = a if a.is_floating_point() else a.float()
+    return a, b.to(device=a.device, dtype=a.dtype)

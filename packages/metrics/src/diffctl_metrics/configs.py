@@ -122,3 +122,148 @@ class MoonsOverallConfig(ComponentConfig):
     silhouette_points: int = Field(5000, ge=2,
                                    description="moons-shape silhouette subsample size.")
     seed: int = Field(0, description="moons-shape seed.")
+
+
+# -- image metrics (the offline image metrics issue) -----------------------------------------
+#: Feature extractors shipped with diffctl-metrics (kind ``feature-extractor``).
+FEATURE_EXTRACTOR_HELP = (
+    "Registered feature-extractor name: inception-v3-compat (torch-fidelity's Inception-v3, "
+    "the standard of published FID/KID/IS; needs its weights file locally) or lenet-mnist "
+    "(the MNIST classifier shipped with diffctl-metrics; fully offline, MNIST only).")
+
+
+class InceptionV3CompatConfig(ComponentConfig):
+    """torch-fidelity's Inception-v3 port of the 2015-12-05 TensorFlow graph."""
+
+    weights_path: str | None = Field(
+        None,
+        description="Local weights file (torch-fidelity's weights-inception-2015-12-05-"
+        "6726825d.pth, or a .safetensors file with the same keys); null = look in the torch hub "
+        "cache, <torch hub dir>/checkpoints/. Never downloaded.")
+
+
+class LeNetMNISTConfig(ComponentConfig):
+    """The LeNet-style MNIST classifier trained by scripts/train_lenet_mnist.py."""
+
+    weights_path: str | None = Field(
+        None,
+        description="A .safetensors file written by scripts/train_lenet_mnist.py; null = the "
+        "weights shipped inside diffctl-metrics.")
+
+
+class _FidelityConfig(ComponentConfig):
+    """Settings shared by the torch-fidelity metrics (fid, kid, isc, prc)."""
+
+    feature_extractor: str = Field("inception-v3-compat", description=FEATURE_EXTRACTOR_HELP)
+    feature_extractor_weights: str | None = Field(
+        None,
+        description="Weights file handed to the feature extractor as its weights_path; null = "
+        "the extractor's default (hub cache for inception-v3-compat, the shipped file for "
+        "lenet-mnist).")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where torch-fidelity runs the extractor: auto (cuda when available), cpu, "
+        "cuda or cuda:N.")
+    batch_size: int = Field(256, ge=1, description="Images per feature-extractor batch.")
+
+
+class _CachedReferenceConfig(_FidelityConfig):
+    """Adds the on-disk cache of reference statistics/features."""
+
+    cache: bool = Field(
+        True,
+        description="Cache the real images' statistics (fid) or features (kid, prc) on disk, "
+        "keyed by a sha256 of the real images' bytes, the extractor, its layer and the weights "
+        "file's sha256.")
+    cache_dir: str | None = Field(
+        None,
+        description="Cache folder; null = $DIFFCTL_CACHE/metrics, else "
+        "$XDG_CACHE_HOME/diffctl/metrics, else ~/.cache/diffctl/metrics.")
+
+
+class FIDConfig(_CachedReferenceConfig):
+    """Fréchet Inception Distance (Heusel et al. 2017) through torch-fidelity."""
+
+    reference_stats: str | None = Field(
+        None,
+        description="A precomputed .npz of the real images' statistics (arrays mu and sigma, as "
+        "written by FID.save_reference_stats or pytorch-fid); when set, the real images passed "
+        "to the metric are ignored and may be None.")
+
+
+class KIDConfig(_CachedReferenceConfig):
+    """Kernel Inception Distance (Binkowski et al. 2018) through torch-fidelity."""
+
+    subsets: int = Field(100, ge=1, description="Number of random subset pairs averaged.")
+    subset_size: int = Field(
+        1000, ge=2,
+        description="Images per subset; capped at the smaller sample size (the value used is "
+        "returned as kid_subset_size).")
+    degree: int = Field(3, ge=1, description="Degree d of the polynomial kernel "
+                        "(gamma x·y + coef0)^d.")
+    gamma: float | None = Field(None, gt=0, description="Kernel gamma; null = 1 / feature dim.")
+    coef0: float = Field(1.0, description="Kernel coef0.")
+    seed: int = Field(2020, description="Seed of the subset draws (torch-fidelity's rng_seed).")
+
+
+class ISCConfig(_FidelityConfig):
+    """Inception Score (Salimans et al. 2016) of the generated images through torch-fidelity."""
+
+    splits: int = Field(
+        10, ge=1,
+        description="The score is averaged over this many splits (capped at the sample size).")
+    shuffle: bool = Field(True, description="Shuffle the samples (seeded) before splitting.")
+    seed: int = Field(2020, description="Seed of the shuffle (torch-fidelity's rng_seed).")
+
+
+class PRCConfig(_CachedReferenceConfig):
+    """Improved precision and recall (Kynkäänniemi et al. 2019) through torch-fidelity."""
+
+    neighborhood: int = Field(
+        3, ge=1, description="k of the k-nearest-neighbour balls that approximate each manifold.")
+    distance_batch_size: int = Field(
+        2000, ge=1,
+        description="Rows per block of pairwise distances (memory ~ rows x N x 4 bytes).")
+
+
+class LPIPSConfig(ComponentConfig):
+    """LPIPS (Zhang et al. 2018) between paired images, through the lpips package."""
+
+    net: Literal["alex", "vgg", "squeeze"] = Field(
+        "alex", description="Backbone: alex (AlexNet), vgg (VGG-16) or squeeze (SqueezeNet 1.1).")
+    backbone_weights: str | None = Field(
+        None,
+        description="Local torchvision ImageNet state_dict of the backbone (.pth or "
+        ".safetensors); null = look in the torch hub cache, <torch hub dir>/checkpoints/. "
+        "Never downloaded. The linear heads ship with the lpips package.")
+    min_size: int = Field(
+        64, ge=0,
+        description="Images whose shorter side is below this are bilinearly upsampled so that "
+        "it equals min_size (AlexNet's deep layers are 1x1 at 32 px); 0 = never resize.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (cuda when available), cpu, cuda or cuda:N.")
+    batch_size: int = Field(64, ge=1, description="Image pairs per batch.")
+
+
+class PSNRConfig(ComponentConfig):
+    """Peak signal-to-noise ratio between paired images in [-1, 1]."""
+
+    max_db: float = Field(
+        100.0, gt=0,
+        description="Per-image PSNR is capped at this value (identical images would give "
+        "infinity).")
+
+
+class SSIMConfig(ComponentConfig):
+    """Structural similarity (Wang et al. 2004) between paired images in [-1, 1]."""
+
+    window_size: int = Field(11, ge=3, description="Side of the Gaussian window (odd).")
+    sigma: float = Field(1.5, gt=0, description="Standard deviation of the Gaussian window.")
+    k1: float = Field(0.01, gt=0, description="C1 = (k1 L)², L = 2 the range of [-1, 1].")
+    k2: float = Field(0.03, gt=0, description="C2 = (k2 L)².")
+
+    @model_validator(mode="after")
+    def _odd_window(self):
+        if self.window_size % 2 == 0:
+            raise ValueError("window_size must be odd")
+        return self

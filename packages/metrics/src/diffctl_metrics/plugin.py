@@ -1,4 +1,4 @@
-"""Registers the metrics package's metrics with diffctl.
+"""Registers the metrics package's metrics and feature extractors with diffctl.
 
 Nothing here imports torch, scipy, scikit-learn or POT: factories are ``"module:attribute"``
 strings resolved when a metric is first built.
@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from diffctl import hookimpl
 from diffctl_metrics.configs import (
+    FIDConfig,
+    InceptionV3CompatConfig,
+    ISCConfig,
+    KIDConfig,
+    LeNetMNISTConfig,
+    LPIPSConfig,
     MMDLinearConfig,
     MMDRBFConfig,
     ModeCoverageConfig,
@@ -15,8 +21,11 @@ from diffctl_metrics.configs import (
     MoonsHistConfig,
     MoonsOverallConfig,
     MoonsShapeConfig,
+    PRCConfig,
+    PSNRConfig,
     SampleStatsConfig,
     SlicedWassersteinConfig,
+    SSIMConfig,
     WassersteinConfig,
 )
 
@@ -55,3 +64,33 @@ def register_components(registry) -> None:
     add("metric", "moons-overall", factory=f"{_M}.two_moons:MoonsOverall",
         config=MoonsOverallConfig,
         summary="Mean of moons-distance, moons-hist-mse and moons-shape.")
+
+    # image metrics (the offline image metrics issue): torch-fidelity on local weights
+    add("metric", "fid", factory=f"{_M}.fidelity:FID", config=FIDConfig,
+        summary="Fréchet distance of extractor features (Heusel et al. 2017) via torch-fidelity; "
+                "cached reference stats.")
+    add("metric", "kid", factory=f"{_M}.fidelity:KID", config=KIDConfig,
+        summary="Kernel Inception Distance: unbiased cubic-kernel MMD² over subsets "
+                "(Binkowski et al. 2018), torch-fidelity.")
+    add("metric", "isc", factory=f"{_M}.fidelity:ISC", config=ISCConfig,
+        summary="Inception Score of the generated images (Salimans et al. 2016) via "
+                "torch-fidelity; lenet-mnist: classifier IS.")
+    add("metric", "prc", factory=f"{_M}.fidelity:PRC", config=PRCConfig,
+        summary="Improved precision/recall with k-NN feature manifolds (Kynkäänniemi et al. "
+                "2019); headline F1, torch-fidelity.")
+    add("metric", "lpips", factory=f"{_M}.lpips_metric:LPIPS", config=LPIPSConfig,
+        summary="LPIPS between paired images (Zhang et al. 2018), lpips package, local "
+                "backbone weights.")
+    add("metric", "psnr", factory=f"{_M}.psnr:PSNR", config=PSNRConfig,
+        summary="Mean per-image PSNR (dB) between paired images in [-1, 1] (peak-to-peak 2).")
+    add("metric", "ssim", factory=f"{_M}.ssim:SSIM", config=SSIMConfig,
+        summary="Mean SSIM between paired images, 11x11 Gaussian window (Wang et al. 2004).")
+    add("feature-extractor", "inception-v3-compat",
+        factory=f"{_M}.feature_extractors.inception:InceptionV3Compat",
+        config=InceptionV3CompatConfig,
+        summary="torch-fidelity's TF-compatible Inception-v3 (published FID/KID/IS); weights "
+                "from a local file.")
+    add("feature-extractor", "lenet-mnist", factory=f"{_M}.feature_extractors.lenet:LeNetMNIST",
+        config=LeNetMNISTConfig,
+        summary="LeNet MNIST classifier shipped with diffctl-metrics: offline FID/KID/IS/PRC "
+                "for MNIST.")

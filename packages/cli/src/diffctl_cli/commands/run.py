@@ -43,16 +43,29 @@ def _resolve(config: Path | None, overrides: list[str], **choices):
 
 
 def _progress():
-    """A rich progress bar fed by the trainer's step events."""
+    """Training progress fed by the trainer's step events: a rich bar on a terminal, started at
+    the first step (so an error before training prints nothing else), and a plain line every
+    10% of the steps when stderr is a file or a pipe (logs of long runs)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/"
                         "{task.total} steps"), TextColumn("loss {task.fields[loss]:.4f}"),
-                        TextColumn("{task.fields[rate]:.0f} it/s"), TimeRemainingColumn(),
+                        TextColumn("{task.fields[rate]:.1f} it/s"), TimeRemainingColumn(),
                         console=err_console, transient=False)
     task = progress.add_task("train", total=1, loss=float("nan"), rate=0.0)
+    logged: set[int] = set()
 
     def on_step(event) -> None:
+        if not err_console.is_terminal:
+            tenth = 10 * event.step // max(event.total_steps, 1)
+            if tenth not in logged:
+                logged.add(tenth)
+                err_console.print(f"train {event.step}/{event.total_steps} steps  loss "
+                                  f"{event.loss:.4f}  {event.steps_per_second:.1f} it/s",
+                                  highlight=False)
+            return
+        if not progress.live.is_started:
+            progress.start()
         progress.update(task, total=event.total_steps, completed=event.step, loss=event.loss,
                         rate=event.steps_per_second)
 
@@ -81,6 +94,10 @@ def _print_report(report: dict) -> None:
                           ratio)
         else:
             table.add_row(name, f"{value:.4g}", "", "", "")
+    rec = ev.get("reconstruction")
+    if rec:
+        for name, value in rec["metrics"].items():
+            table.add_row(f"{name} (x0 from t={rec['t']})", f"{value:.4g}", "", "", "")
     console.print(table)
 
 
@@ -145,9 +162,11 @@ def _run_or_train(config, dataset, denoiser, scheduler, sampler, metric, set_, o
         run_experiment(cfg, out, resume=resume is not None, evaluate=evaluate)
         return
     progress, on_step = _progress()
-    with progress:
+    try:
         report = run_experiment(cfg, out, resume=resume is not None, on_step=on_step,
                                 evaluate=evaluate)
+    finally:
+        progress.stop()
     _print_report(report)
     if plots:
         from diffctl_cli.plots import plot_run

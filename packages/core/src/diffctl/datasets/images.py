@@ -182,7 +182,7 @@ class ImageDataset:
             return to_unit_range(test[torch.from_numpy(rng.choice(n_test, n, replace=False))])
         if n > n_test + n_train:
             raise UsageError(f"{self.name} has {n_train + n_test} images (train + test), fewer "
-                             f"than the {n} real samples asked for; lower eval.num_samples")
+                             f"than the {n} real samples asked for; lower sample.num_samples")
         idx = torch.from_numpy(rng.choice(n_test + n_train, n, replace=False))
         out = torch.empty((n, *self.sample_shape), dtype=torch.float32)
         from_test = idx < n_test

@@ -87,6 +87,14 @@ class EvalConfig(ComponentConfig):
                                      description="Timesteps per example for test-loss.")
     test_loss_examples: int | None = Field(
         None, ge=1, description="Held-out examples for test-loss; null: all of them.")
+    reconstruction_metrics: list[str] = Field(
+        default_factory=list, description="Paired metrics (psnr, ssim, lpips) between "
+        "held-out images and the model's one-step x0 estimate from them noised to "
+        "reconstruction_t.")
+    reconstruction_t: int = Field(200, ge=0, description="Timestep of the reconstruction "
+                                  "evaluation.")
+    reconstruction_examples: int = Field(1000, ge=1, description="Held-out images for the "
+                                         "reconstruction evaluation.")
     metric_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Config of each metric by name, e.g. "
         "{fid: {feature_extractor: lenet-mnist}}.")
@@ -107,10 +115,20 @@ class RunConfig(ComponentConfig):
 
 COMPONENT_SECTIONS = ("dataset", "denoiser", "scheduler", "sampler")
 
-#: Metrics a run evaluates when its config names none, by dataset.
+#: Metrics a run evaluates when its config names none, by dataset, with their options.
+#: MNIST gets FID and a classifier Inception Score on the bundled LeNet features (offline);
+#: other image sets get pixel-space MMD (crude; FID with Inception needs its weights file).
 DEFAULT_METRICS: dict[str, list[str]] = {
     "two-moons": ["moons-overall", "mmd-rbf"],
     "gmm-ring": ["mode-coverage", "mmd-rbf", "wasserstein"],
+    "mnist": ["fid", "isc"],
+    "cifar10": ["mmd-rbf"],
+    "digits": ["mmd-rbf"],
+    "image-folder": ["mmd-rbf"],
+}
+DEFAULT_METRIC_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "mnist": {"fid": {"feature_extractor": "lenet-mnist"},
+              "isc": {"feature_extractor": "lenet-mnist"}},
 }
 FALLBACK_METRICS = ["mmd-rbf", "sample-stats"]
 
@@ -191,8 +209,13 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
         setattr(config, section, ComponentChoice(name=choice.name, **full))
     if not config.eval.metrics:
         config.eval.metrics = list(DEFAULT_METRICS.get(config.dataset.name, FALLBACK_METRICS))
+        for metric, options in DEFAULT_METRIC_OPTIONS.get(config.dataset.name, {}).items():
+            if metric in config.eval.metrics:
+                config.eval.metric_options[metric] = {
+                    **options, **config.eval.metric_options.get(metric, {})}
     # every metric named anywhere is validated with its options (a typo is an error)
-    named = [*config.eval.metrics, *config.eval.during_training, *config.eval.metric_options]
+    named = [*config.eval.metrics, *config.eval.during_training,
+             *config.eval.reconstruction_metrics, *config.eval.metric_options]
     for metric in dict.fromkeys(m for m in named if m != "test-loss"):
         spec = registry.get("metric", metric)
         options = spec.make_config(config.eval.metric_options.get(metric, {}))

@@ -273,6 +273,8 @@ def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.
             floor = metric_floor(metric, components.dataset.reference, cfg.num_samples,
                                  draws=config.eval.floor_draws, seed=config.seed + 100)
             result["floors"].update(floor)
+    if config.eval.reconstruction_metrics:
+        result["reconstruction"] = reconstruction_values(config, components, model, registry)
     if run is not None:
         np.save(run.path / "samples.npy", samples.numpy())
         np.save(run.path / "real.npy", real.numpy())
@@ -281,6 +283,38 @@ def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.
                      xs=np.stack([x[:keep].numpy() for x in traj.xs]),
                      x0s=np.stack([x[:keep].numpy() for x in traj.x0s]))
     return result
+
+
+@torch.no_grad()
+def reconstruction_values(config: RunConfig, components: Components, model: torch.nn.Module,
+                          registry: Registry) -> dict[str, Any]:
+    """Paired metrics between held-out images x0 and the model's x0 estimate from x_t.
+
+    x_t = q_sample(x0, t, noise) at ``eval.reconstruction_t`` with seeded noise; the estimate
+    is one model call converted to x0 (clamped to [-1, 1]). Reports PSNR/SSIM-style numbers of
+    how well the model denoises at that noise level.
+    """
+    from diffctl.samplers.base import DenoiserCall
+
+    cfg = config.eval
+    data = components.dataset.test_tensor()[:cfg.reconstruction_examples]
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(config.seed + 3)
+    t = min(cfg.reconstruction_t, components.scheduler.num_train_timesteps - 1)
+    alpha_bar = float(components.scheduler.alphas_cumprod[t])
+    labels = _labels(components.dataset, "test")[:len(data)] \
+        if num_classes(model) is not None else None
+    call = DenoiserCall(model, clip_denoised=1.0)
+    estimates = []
+    for start in range(0, len(data), 250):
+        x0 = data[start:start + 250].to(device)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        x_t = alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise
+        call.cond = labels[start:start + 250].to(device) if labels is not None else None
+        estimates.append(call(x_t, t, alpha_bar)[0].cpu())
+    values = metric_values(registry, cfg.reconstruction_metrics, torch.cat(estimates), data,
+                           cfg.metric_options)
+    return {"t": t, "examples": len(data), "metrics": values}
 
 
 def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,

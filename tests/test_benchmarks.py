@@ -1,0 +1,44 @@
+"""Smoke runs of the benchmark scripts at toy sizes: they must keep working as the code moves.
+
+The timings themselves are not checked here (noisy machines); only that each script runs to
+the end and prints the comparison it exists for.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(script: str, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "DIFFCTL_DATA"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_train_throughput_compares_trainer_and_bare_loop() -> None:
+    out = bench("train_throughput.py", "--models", "dit-tiny", "--steps", "2", "--warmup", "1",
+                "--batch", "4", "--repeats", "1")
+    assert "bare" in out and "trainer" in out and "ratio" in out
+
+
+@pytest.mark.slow
+def test_precision_compile_runs_on_cpu() -> None:
+    out = bench("precision_compile.py", "--model", "dit-tiny", "--device", "cpu", "--steps", "2",
+                "--warmup", "1", "--batch", "4", "--variants", "fp32", "bf16")
+    assert "fp32:" in out and "bf16:" in out and "x1.00 vs fp32" in out
+
+
+@pytest.mark.slow
+def test_fid_speed_on_random_images(tmp_path: Path) -> None:
+    out = bench("fid_speed.py", "--n", "200", "--repeats", "1")
+    assert "median" in out and "target < 30 s" in out

@@ -1,0 +1,121 @@
+"""Image runs end to end on the bundled 8x8 digits (upsampled to 16x16): no download needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from diffctl.runs.config import apply_overrides, default_config_data, resolve
+from diffctl.runs.run import run_experiment
+
+# a UNet small enough for a unit test: 8/16 channels, two levels (16 -> 8 -> 4)
+TINY = ["dataset.name=digits", "denoiser.name=unet-mini", "denoiser.base_channels=8",
+        "denoiser.channel_mults=[1, 2]", "denoiser.time_dim=32", "train.epochs=2",
+        "train.batch_size=128", "train.checkpoint_every=1", "sample.num_samples=60",
+        "sample.num_steps=5", "eval.floor_draws=0", "eval.test_loss_examples=60",
+        "eval.test_loss_timesteps=2", "sampler.clip_denoised=1.0"]
+
+
+def diffctl(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "diffctl_cli", *args]
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def sets(*items: str) -> list[str]:
+    return [a for item in items for a in ("--set", item)]
+
+
+@pytest.mark.slow
+def test_class_conditional_image_run_writes_grids_and_reconstruction(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = diffctl("run", "--out", str(out), *sets(
+        *TINY, "denoiser.num_classes=10", "sampler.guidance_scale=2.0",
+        "eval.metrics=[mmd-rbf]", "eval.reconstruction_metrics=[psnr, ssim]",
+        "eval.reconstruction_examples=40"), cwd=tmp_path)
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["denoiser"]["num_classes"] == 10 and cfg["denoiser"]["in_channels"] is None
+    report = json.loads((out / "metrics.json").read_text())
+    rec = report["eval"]["reconstruction"]
+    assert rec["examples"] == 40 and rec["t"] == 200
+    assert 0 < rec["metrics"]["psnr"] < 100 and -1 <= rec["metrics"]["ssim"] <= 1
+    assert "psnr (x0 from t=200)" in proc.stdout
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (60, 1, 16, 16) and np.abs(samples).max() <= 1.0 + 1e-6
+    traj = np.load(out / "trajectory.npz")
+    assert traj["xs"].shape[1:] == (10, 1, 16, 16)  # 10 samples along the path
+    for name in ("samples.png", "progression.png", "real_vs_generated.png", "loss.png"):
+        assert (out / name).stat().st_size > 0
+    from PIL import Image
+
+    # one row per class: 10 rows of 10 images of 16 px, 2 px gutters, upscaled 2x
+    assert Image.open(out / "samples.png").size == (2 * (10 * 18 + 2), 2 * (10 * 18 + 2))
+
+    # sampling commands: a class grid, the 10x10 progression, one label, inpainting
+    proc = diffctl("sample", "--run", str(out), "--num-samples", "20", "--steps", "4",
+                   "--grid", "--progressive", cwd=tmp_path)
+    assert "grid:" in proc.stdout and "progression:" in proc.stdout
+    assert (out / "progression-ddim-4.png").exists() and (out / "samples-ddim-4.png").exists()
+    proc = diffctl("sample", "--run", str(out), "--num-samples", "10", "--steps", "4",
+                   "--label", "3", "--grid", "--sampler", "heun", cwd=tmp_path)
+    assert (out / "samples-heun-4.png").exists()
+    proc = diffctl("sample", "--run", str(out), "--num-samples", "8", "--steps", "4",
+                   "--inpaint", "left", cwd=tmp_path)
+    assert "PSNR of the filled region" in proc.stdout
+    assert (out / "inpaint-left-ddim-4.png").exists()
+    bad = diffctl("sample", "--run", str(out), "--label", "12", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--label" in bad.stderr
+
+
+def test_mnist_defaults_to_offline_fid_and_inception_score() -> None:
+    config = resolve({"dataset": {"name": "mnist"}, "denoiser": {"name": "unet-mini"}})
+    assert config.eval.metrics == ["fid", "isc"]
+    assert config.eval.metric_options["fid"]["feature_extractor"] == "lenet-mnist"
+    assert config.eval.metric_options["isc"]["feature_extractor"] == "lenet-mnist"
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["dataset.name=cifar10", "dataset.root=/nonexistent"], "CIFAR-10 not found"),
+    (["denoiser.in_channels=3"], "channel mismatch"),
+    (["denoiser.name=dit", "denoiser.patch_size=3"], "not divisible"),
+    (["sampler.guidance_scale=3.0"], "needs a class-conditional denoiser"),
+    (["denoiser.name=mlp"], "works on vectors"),
+    (["sample.num_samples=5000"], "fewer than the 5000 real samples"),
+])
+def test_bad_image_configs_fail_before_training(tmp_path: Path, overrides, message) -> None:
+    base = [t for t in TINY if not t.startswith("denoiser.")] \
+        if any(o.startswith("denoiser.name=") for o in overrides) else TINY
+    config_overrides = [*base, *overrides]
+    from diffctl.errors import DiffctlError
+
+    with pytest.raises(DiffctlError, match=message) as info:
+        config = resolve(apply_overrides(default_config_data(), config_overrides))
+        run_experiment(config, tmp_path / "run")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+
+
+def test_labels_on_an_unlabelled_folder_fail_before_training(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / f"{i}.png")
+    proc = diffctl("run", "--out", str(tmp_path / "run"), *sets(
+        *TINY, "dataset.name=image-folder", f"dataset.path={folder}", "dataset.image_size=16",
+        "dataset.channels=1", "denoiser.num_classes=10", "sample.num_samples=2"),
+        cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "needs labels" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
