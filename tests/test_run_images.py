@@ -119,3 +119,43 @@ def test_labels_on_an_unlabelled_folder_fail_before_training(tmp_path: Path) -> 
         cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     assert "needs labels" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_checkpoint_sweep_with_fid_shares_one_reference_computation(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """``diffctl eval --checkpoints all --metric fid`` on an image run: the reference statistics
+    are computed once in the parent (workers read them from the cache), every checkpoint gets a
+    FID, the metric-vs-epoch plot is written and ``diffctl compare`` reports FID."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DIFFCTL_CACHE", str(cache))
+    out = tmp_path / "run"
+    diffctl("run", "--out", str(out), "--no-plots", *sets(
+        *TINY, "eval.metrics=[mmd-rbf]", "eval.metric_options={fid: {feature_extractor: "
+        "lenet-mnist}}"), cwd=tmp_path)
+
+    from diffctl.runs.sweep import prepare_references
+    from diffctl_metrics.stats_cache import StatsCache
+
+    assert prepare_references(out, ["fid", "mmd-rbf"], 60, 1) == {"fid": "computed"}
+    assert prepare_references(out, ["fid"], 60, 1) == {"fid": "cache"}
+    puts: list[str] = []
+    original = StatsCache.put
+    monkeypatch.setattr(StatsCache, "put",
+                        lambda self, kind, *a, **k: puts.append(kind) or original(self, kind,
+                                                                                  *a, **k))
+    from diffctl.runs.sweep import sweep
+
+    rows = sweep(out, ["epoch-0001", "epoch-0002"], ["fid"], 80, 3, 7, workers=1)
+    assert puts == ["fid-stats"]  # once, by prepare_references, not once per checkpoint
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["fid"] > 0 for r in rows)
+
+    proc = diffctl("eval", "--run", str(out), "--checkpoints", "all", "--workers", "2",
+                   "--metric", "fid", "--num-samples", "60", "--steps", "3", cwd=tmp_path)
+    assert "2 checkpoints, 2 worker(s)" in proc.stdout
+    lines = (out / "eval" / "checkpoints.jsonl").read_text().splitlines()
+    assert [json.loads(x)["fid"] > 0 for x in lines] == [True, True]
+    assert (out / "eval" / "metric_vs_epoch.png").stat().st_size > 0
+    proc = diffctl("compare", str(out), str(out), "--metric", "fid", "--json", cwd=tmp_path)
+    assert json.loads(proc.stdout)  # both runs, with the fid summary
+    assert "fid" in proc.stdout

@@ -227,6 +227,22 @@ class _FidelityMetric:
     def _identity(self) -> dict[str, Any]:
         return {**self.extractor.describe(), "feature_layer": self.layer}
 
+    reference_kind: str | None = None  # what the real side caches: fid-stats | features
+
+    def prepare_reference(self, real: Any) -> str:
+        """Compute and cache the real side once, before many calls with the same ``real``
+        (``diffctl eval --checkpoints all`` calls it in the parent so that its worker
+        processes all hit the cache). Returns ``computed``, ``cache`` or ``none``."""
+        if (self.reference_kind is None or not getattr(self.config, "cache", False)
+                or getattr(self.config, "reference_stats", None)):
+            return "none"
+        ref = _Images(real, "real")
+        if self.reference_kind == "fid-stats":
+            compute = lambda: gaussian_stats(self._features(ref))  # noqa: E731
+        else:
+            compute = lambda: {"features": self._features(ref).numpy()}  # noqa: E731
+        return self._reference(ref, self.reference_kind, compute)[1]
+
     def _report(self, generated: _Images, real: _Images | None, **extra: Any) -> None:
         import torch_fidelity
         height, width = generated.shape[-2:]
@@ -253,6 +269,7 @@ class FID(_FidelityMetric):
     """
 
     metric_key = "fid"
+    reference_kind = "fid-stats"
 
     def __init__(self, config: FIDConfig | None = None):
         super().__init__(config or FIDConfig())
@@ -333,6 +350,7 @@ class KID(_FidelityMetric):
     """
 
     metric_key = "kid"
+    reference_kind = "features"
 
     def __init__(self, config: KIDConfig | None = None):
         super().__init__(config or KIDConfig())
@@ -395,6 +413,7 @@ class PRC(_FidelityMetric):
 
     higher_is_better = True
     metric_key = "prc"
+    reference_kind = "features"
 
     def __init__(self, config: PRCConfig | None = None):
         super().__init__(config or PRCConfig())

@@ -2,7 +2,10 @@
 
 Each worker rebuilds the run's components from ``config.yaml``, loads one checkpoint, draws
 samples and computes the metrics. Workers use ``cpu_count // workers`` torch threads each, so
-one worker may use every core and N workers share them.
+one worker may use every core and N workers share them. Metrics with expensive real-side
+work (FID's reference statistics, KID's reference features) expose ``prepare_reference(real)``;
+the sweep calls it once in the parent, so every worker reads the result from the cache instead
+of computing it again.
 """
 
 from __future__ import annotations
@@ -43,6 +46,28 @@ def evaluate_checkpoint(run_dir: str, checkpoint: str, metrics: list[str], num_s
             **values, "seconds": round(time.perf_counter() - started, 3)}
 
 
+def prepare_references(run_dir: Path, metrics: list[str], num_samples: int,
+                       seed: int) -> dict[str, str]:
+    """Let each metric that can compute and cache its real side do it now, once; returns
+    ``{metric: computed | cache | none}`` for those that can."""
+    from diffctl.registry import get_registry
+    from diffctl.runs.config import load_yaml, resolve
+    from diffctl.runs.run import build
+
+    registry = get_registry()
+    config = resolve(load_yaml(Path(run_dir) / "config.yaml"), registry)
+    prepared: dict[str, str] = {}
+    real = None
+    for name in metrics:
+        metric = registry.create("metric", name, config.eval.metric_options.get(name))
+        if not hasattr(metric, "prepare_reference"):
+            continue
+        if real is None:  # the same real sample evaluate_checkpoint draws
+            real = build(config, registry).dataset.reference(num_samples, seed + 1)
+        prepared[name] = metric.prepare_reference(real)
+    return prepared
+
+
 def sweep(run_dir: Path, checkpoints: list[str], metrics: list[str], num_samples: int,
           num_steps: int | None, seed: int, workers: int = 1) -> list[dict[str, Any]]:
     """Evaluate ``checkpoints`` of ``run_dir`` with ``workers`` processes, in epoch order."""
@@ -51,6 +76,7 @@ def sweep(run_dir: Path, checkpoints: list[str], metrics: list[str], num_samples
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     threads = max(1, (os.cpu_count() or 1) // workers)
+    prepare_references(run_dir, metrics, num_samples, seed)
     args = [(str(run_dir), c, metrics, num_samples, num_steps, seed, threads)
             for c in checkpoints]
     if workers == 1:
