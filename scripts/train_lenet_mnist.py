@@ -12,7 +12,9 @@ Reproducible: every random choice (initialisation, shuffling, dropout) comes fro
 deterministic algorithms are enforced and the thread count is fixed (``--threads``), so the
 same command on the same machine and torch version writes the same file, byte for byte (the
 safetensors header is written with sorted keys). About 4-5 minutes on an idle 2-core CPU
-(4 epochs of ~65 s); much longer when the cores are shared.
+(4 epochs of ~65 s); much longer when the cores are shared. ``--max-train``, ``--max-test``,
+``--epochs 1`` and ``--min-accuracy 0`` make a quick smoke run (the reproducibility test in
+``tests/test_metrics_images.py`` does that twice and compares the files' sha256).
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                         "bit-reproducibility)")
     parser.add_argument("--max-train", type=int, default=None,
                         help="train on the first N training digits only (smoke tests)")
+    parser.add_argument("--max-test", type=int, default=None,
+                        help="measure accuracy on the first N test digits only (smoke tests)")
     parser.add_argument("--min-accuracy", type=float, default=0.99,
                         help="exit with status 1 (and write nothing) below this test accuracy")
     args = parser.parse_args(argv)
@@ -95,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = load_split(root, train=False)
     if args.max_train is not None:
         x_train, y_train = x_train[:args.max_train], y_train[:args.max_train]
+    if args.max_test is not None:
+        x_test, y_test = x_test[:args.max_test], y_test[:args.max_test]
 
     net = LeNet()
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -125,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     from safetensors.torch import save
+    # max_test only when set: the default command still writes the shipped file's metadata
     settings = {k: v for k, v in vars(args).items()
-                if k not in ("root", "out", "min_accuracy")}
+                if k not in ("root", "out", "min_accuracy")
+                and not (k == "max_test" and v is None)}
     metadata = {
         "format": "diffctl lenet-mnist v1",
         "test_accuracy": f"{test_acc:.4f}",

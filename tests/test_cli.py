@@ -61,7 +61,32 @@ def test_list_kind_and_show() -> None:
     assert "num_train_timesteps" in out.stdout and "1000" in out.stdout
     data = json.loads(diffctl("show", "sampler", "ddim", "--json").stdout)
     assert data["defaults"]["eta"] == 0.0 and "eta" in data["config"]["properties"]
-    assert "parameters:" in diffctl("show", "denoiser", "mlp").stdout
+    assert "parameters:" not in diffctl("show", "denoiser", "mlp").stdout  # no build
+
+
+def test_show_details_counts_parameters_for_the_given_config() -> None:
+    """``show --details --set`` builds the model as configured (the teacher/student study
+    needs counts per size_factor) and counts what the library builds."""
+    import torch
+
+    from diffctl import create
+
+    def count(*sets: str) -> int:
+        args = [x for s in sets for x in ("--set", s)]
+        data = json.loads(diffctl("show", "denoiser", "student-unet", "--details",
+                                      "--json", *args).stdout)
+        return data["details"]["parameters"]
+
+    full, small = count("size_factor=1.0"), count("size_factor=0.1")
+    teacher = create("denoiser", "unet-mini")
+    assert full == sum(p.numel() for p in teacher.parameters())
+    assert small < full / 20
+    model = create("denoiser", "student-unet", size_factor=0.1)
+    assert small == sum(p.numel() for p in model.parameters())
+    assert isinstance(model, torch.nn.Module)
+    out = diffctl("show", "denoiser", "student-unet", "--details", "--set",
+                      "size_factor=0")
+    assert out.returncode == 2 and "size_factor" in out.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -100,8 +125,7 @@ def write_plugin_dist(root: Path, dist: str, module: str, source: str) -> None:
 
 @pytest.fixture
 def third_party(tmp_path: Path) -> Path:
-    write_plugin_dist(tmp_path, "broken-plugin", "broken_diffctl_plugin",
-                      "raise ImportError('this plugin is broken on purpose')\n")
+    """A plugin that adds a command (broken plugins: tests/test_plugin_broken.py)."""
     write_plugin_dist(tmp_path, "hello-plugin", "hello_diffctl_plugin", '''
 from diffctl import hookimpl
 
@@ -113,27 +137,6 @@ def register_commands(app):
         print(f"hello {name}")
 ''')
     return tmp_path
-
-
-def test_a_broken_plugin_is_listed_and_nothing_else_breaks(third_party: Path) -> None:
-    out = diffctl("list", "plugins", "--json", pythonpath=third_party)
-    assert out.returncode == 0, out.stderr
-    by_name = {p["name"]: p for p in json.loads(out.stdout)}
-    assert by_name["broken_diffctl_plugin"]["status"] == "failed"
-    assert "broken on purpose" in by_name["broken_diffctl_plugin"]["error"]
-    assert by_name["broken_diffctl_plugin"]["distribution"] == "broken-plugin"
-    assert by_name["core"]["status"] == "loaded"
-    assert "failed" in diffctl("list", "plugins", pythonpath=third_party).stdout
-    assert "ddim" in diffctl("list", "sampler", pythonpath=third_party).stdout
-    assert diffctl("--help", pythonpath=third_party).returncode == 0
-
-
-def test_strict_mode_makes_a_broken_plugin_fatal(third_party: Path) -> None:
-    out = diffctl("list", "plugins", env={"DIFFCTL_STRICT_PLUGINS": "1"},
-                  pythonpath=third_party)
-    assert out.returncode == 1
-    assert "broken on purpose" in out.stderr and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_a_plugin_adds_a_command(third_party: Path) -> None:

@@ -162,6 +162,32 @@ def test_reference_is_fresh_and_reproducible(name: str) -> None:
     assert torch.allclose(ref.std(0), train.std(0), rtol=0.05)
 
 
+def test_two_moons_reference_draws_are_iid() -> None:
+    """Two reference samples of one size must not share structure: make_moons' even angle grid
+    would make every draw the same points up to noise. Noise-free draws show it directly, and
+    an unbiased MMD^2 between independent draws must straddle zero (its mean is 0)."""
+    clean = diffctl.create("dataset", "two-moons", n=400, noise=0.0)
+    a, b = clean.reference(1000, seed=1), clean.reference(1000, seed=2)
+    sort = lambda x: x[torch.argsort(x[:, 0])]  # noqa: E731
+    assert not torch.allclose(sort(a), sort(b), atol=1e-3)
+    # on the moons: outer points lie on the unit circle, inner ones on the one about (1, 0.5)
+    outer = (a.norm(dim=1) - 1).abs() < 1e-5
+    inner = ((a - torch.tensor([1.0, 0.5])).norm(dim=1) - 1).abs() < 1e-5
+    assert bool((outer | inner).all()) and 0.4 < float(outer.float().mean()) < 0.6
+
+    def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, sigma: float = 0.5) -> float:
+        k = lambda p, q: torch.exp(-torch.cdist(p, q) ** 2 / (2 * sigma**2))  # noqa: E731
+        n = len(x)
+        kxx, kyy = k(x, x), k(y, y)
+        off = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+        return float(off - 2 * k(x, y).mean())
+
+    ds = diffctl.create("dataset", "two-moons", n=400)
+    values = [mmd2_unbiased(ds.reference(1000, 2 * i).double(),
+                            ds.reference(1000, 2 * i + 1).double()) for i in range(12)]
+    assert min(values) < 0 < max(values), values
+
+
 def test_reference_of_gmm_has_the_mode_std() -> None:
     ds = diffctl.create("dataset", "gmm-ring", n=100)
     ref = ds.reference(20_000, seed=3)

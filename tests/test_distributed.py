@@ -79,7 +79,7 @@ def test_diffctl_run_under_torchrun(tmp_path: Path) -> None:
     env["OMP_NUM_THREADS"] = "1"
     small = ["dataset.n=1000", "denoiser.name=mlp", "train.epochs=2", "train.batch_size=128",
              "train.checkpoint_every=1", "sample.num_samples=200", "sample.num_steps=5",
-             "eval.floor_draws=2", "sample.progression_samples=20"]
+             "eval.floor_draws=5", "sample.progression_samples=20"]
     args = [a for s in small for a in ("--set", s)]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node", "2", "-m", "diffctl_cli", "run", "--out",

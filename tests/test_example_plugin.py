@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_cli import write_plugin_dist
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "diffctl-plugin-example"
+#: a distribution whose plugin fails to import (see tests/test_plugin_broken.py)
+BROKEN = Path(__file__).resolve().parent / "fixtures" / "broken-plugin"
 COMPONENTS = {"dataset:spiral", "sampler:euler-maruyama", "metric:energy-distance"}
 # a run small enough for a unit test (compare tests/test_run_2d.py's SMALL)
 SMALL = ["dataset.n=2000", "train.epochs=2", "train.batch_size=128", "sample.num_samples=300",
-         "sample.num_steps=20", "eval.floor_draws=2", "sample.progression_samples=50"]
+         "sample.num_steps=20", "eval.floor_draws=5", "sample.progression_samples=50"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -71,10 +72,7 @@ def test_list_plugins_shows_the_example_loaded() -> None:
 def test_run_with_its_dataset_and_sampler_next_to_a_broken_plugin(tmp_path: Path) -> None:
     """`diffctl run` end to end on the example's dataset and sampler, with a plugin that fails
     to import on the path: it is listed as failed and nothing else is affected."""
-    broken = tmp_path / "site"
-    broken.mkdir()
-    write_plugin_dist(broken, "broken-plugin", "broken_diffctl_plugin",
-                      "raise ImportError('this plugin is broken on purpose')\n")
+    broken = BROKEN
     sets = [x for s in SMALL for x in ("--set", s)]
     out = diffctl("run", "--dataset", "spiral", "--sampler", "euler-maruyama", "--denoiser",
                   "mlp", *sets, "--no-plots", "--out", "r", cwd=tmp_path, pythonpath=broken)
@@ -95,7 +93,7 @@ def test_run_with_its_dataset_and_sampler_next_to_a_broken_plugin(tmp_path: Path
     assert json.loads(out.stdout)["energy-distance"] >= 0
     plugins = {p["name"]: p for p in json.loads(
         diffctl("list", "plugins", "--json", pythonpath=broken).stdout)}
-    assert plugins["broken_diffctl_plugin"]["status"] == "failed"
+    assert plugins["broken"]["status"] == "failed"
     assert plugins["example"]["status"] == "loaded"
 
 
@@ -126,8 +124,28 @@ def code_lines(source: str) -> int:
     return len(lines)
 
 
+def _definition(path: Path, match) -> str:
+    """The source of the first AST node of ``path`` for which ``match`` holds."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    nodes = [n for top in tree.body for n in ast.walk(top) if match(n)]
+    assert nodes, f"nothing matched in {path}"
+    return ast.get_source_segment(source, nodes[0]) or ""
+
+
 def test_the_example_sampler_is_at_most_30_lines_of_code() -> None:
-    source = (EXAMPLE / "src" / "diffctl_plugin_example" / "sampler.py").read_text()
-    assert code_lines(source) <= 30
+    """The sampler module, its config class and its registry.add call; plus one entry-point
+    line in pyproject.toml (the plugin's, shared by all its components)."""
+    src = EXAMPLE / "src" / "diffctl_plugin_example"
+    sampler = code_lines((src / "sampler.py").read_text())
+    config = code_lines(_definition(src / "configs.py", lambda n: isinstance(
+        n, ast.ClassDef) and n.name == "EulerMaruyamaConfig"))
+    add = code_lines(_definition(src / "plugin.py", lambda n: isinstance(n, ast.Call) and any(
+        isinstance(a, ast.Constant) and a.value == "euler-maruyama" for a in n.args)))
+    assert config >= 1 and add >= 1  # both were found
+    assert sampler + config + add <= 30, (sampler, config, add)
+    entry_points = [line for line in (EXAMPLE / "pyproject.toml").read_text().splitlines()
+                    if "diffctl_plugin_example.plugin" in line]
+    assert entry_points == ['example = "diffctl_plugin_example.plugin"']
     assert code_lines('"""doc"""\n\nx = 1  # one\n# none\ndef f():\n    """d\n    d"""\n'
                       '    return (1,\n            2)\n') == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 import sys
@@ -93,15 +94,55 @@ def test_mmd_near_zero_for_same_distribution_and_positive_for_shifted() -> None:
 
 
 def test_median_heuristic_matches_numpy_median_of_pdist_on_the_subsample() -> None:
-    x, y = gaussian(1800, 8), gaussian(1500, 9, shift=1.0)
-    pooled = np.concatenate([x.numpy(), y.numpy()])
+    pooled = np.concatenate([gaussian(1800, 8).numpy(), gaussian(1500, 9, shift=1.0).numpy()])
     idx = subsample_indices(len(pooled), 2000, seed=3)
     assert len(idx) == 2000 and len(set(idx.tolist())) == 2000
     expected = float(np.median(pdist(pooled[idx])))  # an even count: mean of the middle two
     assert median_heuristic(torch.from_numpy(pooled), 2000, seed=3) == pytest.approx(expected,
                                                                                      rel=1e-12)
-    out = diffctl.create("metric", "mmd-rbf", seed=3)(x, y)
-    assert out["mmd_bandwidth"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_mmd_rbf_bandwidth_is_the_median_of_the_real_sample_only() -> None:
+    """sigma = median pairwise distance of ``real`` (all 1500 points: no subsampling), and
+    the value is eq. 3 at that sigma, computed directly with numpy for one and three scales."""
+    y = gaussian(1500, 9, shift=1.0).numpy()
+    sigma = float(np.median(pdist(y)))
+    for scales in ([1.0], [0.5, 1.0, 2.0]):
+        def rbf(a, b, scales=scales):
+            d2 = cdist(a, b, "sqeuclidean")
+            return sum(np.exp(-d2 / (2 * (s * sigma) ** 2)) for s in scales)
+
+        metric = diffctl.create("metric", "mmd-rbf", scales=scales)
+        for x in (gaussian(400, 8).numpy(), 6.0 * gaussian(300, 10).numpy()):
+            out = metric(x, y)
+            assert out["mmd_bandwidth"] == pytest.approx(sigma, rel=1e-12)
+            assert out["mmd-rbf"] == pytest.approx(mmd2_direct(x, y, rbf), rel=1e-9)
+
+
+def test_mmd_rbf_bad_samples_cannot_widen_the_kernel() -> None:
+    """Over-dispersed samples score worse the more spread out they are, the bandwidth stays
+    the real sample's, and the floor metric(real_a, real_b) uses the same bandwidth as
+    metric(generated, real_b). With the pooled median the kernel would grow with the spread
+    and shrink the value (at 4x spread it gives ~2/3 of the real-only value)."""
+    y = gaussian(1500, 1)
+    metric = diffctl.create("metric", "mmd-rbf")
+    floor = metric(gaussian(1500, 3), y)
+    values, sigmas = [], []
+    for spread in (1.5, 2.0, 4.0, 8.0):
+        out = metric(gaussian(1500, 2) * spread, y)
+        values.append(out["mmd-rbf"])
+        sigmas.append(out["mmd_bandwidth"])
+    assert sigmas == [floor["mmd_bandwidth"]] * 4
+    assert all(a < b for a, b in itertools.pairwise(values)), values
+    assert values[0] > 50 * abs(floor["mmd-rbf"])
+    x = gaussian(1500, 2) * 4.0
+    pooled_sigma = float(np.median(pdist(np.concatenate([x.numpy(), y.numpy()])[
+        subsample_indices(3000, 2000, 0)])))
+    assert pooled_sigma > 2 * sigmas[0]
+    assert mmd2_rbf(x, y, [pooled_sigma]) < 0.75 * values[2]
+    # an explicit bandwidth is used as given, whatever the samples
+    fixed = diffctl.create("metric", "mmd-rbf", bandwidth=0.3)
+    assert fixed(x, y)["mmd_bandwidth"] == fixed(y, x)["mmd_bandwidth"] == 0.3
 
 
 def test_mmd_rbf_10k_by_10k_runs() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from importlib import metadata
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -376,3 +377,105 @@ def test_library_api_uses_the_process_wide_registry(monkeypatch):
     assert [p.name for p in diffctl.plugins()] == ["core"]
     with pytest.raises(UnknownComponentError, match="did you mean 'cosine'"):
         diffctl.create("scheduler", "cosin")
+
+
+# -- BaseException from a plugin, a failing command hook, unknown names to load ----------------
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), SystemExit("bye"), GeneratorExit()])
+def test_a_hook_that_raises_a_base_exception_only_fails_its_plugin(exc):
+    reg = Registry(strict=False)
+    info = reg.register_plugin(toy_plugin(("sampler", "toy"), raises=exc), name="exits")
+    reg.register_plugin(toy_plugin(("sampler", "fine")), name="fine")
+    assert info.status == "failed" and info.error.startswith(type(exc).__name__)
+    assert reg.components() == ["sampler:fine"]
+    with pytest.raises(PluginError, match=r"plugin 'exits' .*failed to load: SystemExit: 3"):
+        Registry(strict=True).register_plugin(toy_plugin(raises=SystemExit(3)), name="exits")
+
+
+def test_keyboard_interrupt_is_not_swallowed():
+    reg = Registry(strict=False)
+    with pytest.raises(KeyboardInterrupt):
+        reg.register_plugin(toy_plugin(raises=KeyboardInterrupt()), name="ctrl-c")
+
+    class Interrupted:
+        @hookimpl
+        def register_commands(self, app) -> None:
+            raise KeyboardInterrupt
+
+    reg.register_plugin(Interrupted(), name="ctrl-c-commands")
+    with pytest.raises(KeyboardInterrupt):
+        reg.call_register_commands(object())
+
+
+def test_an_entry_point_that_calls_sys_exit_on_import_is_recorded(monkeypatch):
+    """The fixture distribution of tests/fixtures/exiting-plugin, found through sys.path."""
+    _env_clean(monkeypatch)
+    monkeypatch.syspath_prepend(str(FIXTURES / "exiting-plugin"))
+    monkeypatch.delitem(sys.modules, "diffctl_exiting_plugin", raising=False)
+    reg = Registry().load_entry_points()
+    plugins = {p.name: p for p in reg.plugins()}
+    exiting = plugins["exiting"]
+    assert (exiting.status, exiting.distribution) == ("failed", "diffctl-exiting-plugin")
+    assert exiting.error == ("SystemExit: diffctl-exiting-plugin exits on import (a fixture of "
+                             "the test suite)")
+    assert plugins["core"].status == "loaded"
+    assert core_names(reg, "sampler") == BUILTIN_SAMPLERS
+
+
+def test_a_failing_command_hook_withdraws_the_plugins_components():
+    reg = Registry(strict=False)
+    good, bad = CommandPlugin(), CommandPlugin(fail=True)
+    reg.register_plugin(toy_plugin(("sampler", "toy")), name="other")
+    info = reg.register_plugin(bad, name="bad")
+    assert info.components == [("metric", "cmd-metric")]
+    reg.call_register_commands(object())
+    assert info.status == "failed"
+    assert info.error == "register_commands: RuntimeError: cannot add commands"
+    assert info.components == [] and info.as_dict()["components"] == []
+    assert reg.components() == ["sampler:toy"]  # a failed plugin contributes nothing
+    with pytest.raises(UnknownComponentError):
+        reg.get("metric", "cmd-metric")
+    # the name is free again, and calling the hooks again changes nothing
+    assert reg.register_plugin(good, name="good").status == "loaded"
+    reg.call_register_commands(object())
+    assert reg.get("metric", "cmd-metric").plugin == "good"
+    assert reg.components() == ["metric:cmd-metric", "sampler:toy"]
+    strict = Registry(strict=True)
+    strict_info = strict.register_plugin(CommandPlugin(fail=True), name="bad")
+    with pytest.raises(PluginError, match="'bad' command hook failed"):
+        strict.call_register_commands(object())
+    assert strict.components() == [] and strict_info.status == "failed"
+
+
+def test_a_name_to_load_that_matches_nothing_is_listed_with_the_installed_ones(monkeypatch):
+    _env_clean(monkeypatch)
+    monkeypatch.setenv("DIFFCTL_LOAD_PLUGINS", "diffctl-core,diffctl-modles")
+    plugins = diffctl.plugins()
+    assert [(p.name, p.status) for p in plugins] == [("core", "loaded"),
+                                                    ("diffctl-modles", "failed")]
+    typo = plugins[1]
+    assert typo.components == [] and typo.distribution == "diffctl-modles"
+    assert typo.error.startswith("DIFFCTL_LOAD_PLUGINS names 'diffctl-modles', which matches "
+                                 "no installed distribution or entry point in group 'diffctl' "
+                                 "(installed: diffctl-core, ")
+    assert "diffctl-models" in typo.error and "\n" not in typo.error
+    assert typo.error.endswith("did you mean 'diffctl-models'?")
+    assert diffctl.components("sampler") == BUILTIN_SAMPLERS  # the rest works
+    # a name that does match (distribution or entry point, any spelling) adds no such entry
+    reg = Registry(strict=True).load_entry_points(only=["diffctl_core", "models"])
+    assert [(p.name, p.status) for p in reg.plugins()] == [("core", "loaded"),
+                                                          ("models", "loaded")]
+
+
+def test_a_name_to_load_that_matches_nothing_raises_in_strict_mode(monkeypatch):
+    _env_clean(monkeypatch)
+    with pytest.raises(PluginError, match=r"^load_entry_points\(only=...\) names 'nope', "
+                                          r"which matches no installed distribution"):
+        Registry(strict=True).load_entry_points(only=["diffctl-core", "nope"])
+    monkeypatch.setenv("DIFFCTL_STRICT_PLUGINS", "1")
+    monkeypatch.setenv("DIFFCTL_LOAD_PLUGINS", "diffctl-coer")
+    with pytest.raises(PluginError, match=r"DIFFCTL_LOAD_PLUGINS names 'diffctl-coer'.*did "
+                                          r"you mean 'diffctl-core'"):
+        diffctl.get_registry()

@@ -19,8 +19,8 @@ from diffctl.runs.run import run_experiment
 TINY = ["dataset.name=digits", "denoiser.name=unet-mini", "denoiser.base_channels=8",
         "denoiser.channel_mults=[1, 2]", "denoiser.time_dim=32", "train.epochs=2",
         "train.batch_size=128", "train.checkpoint_every=1", "sample.num_samples=60",
-        "sample.num_steps=5", "eval.floor_draws=0", "eval.test_loss_examples=60",
-        "eval.test_loss_timesteps=2", "sampler.clip_denoised=1.0"]
+        "sample.num_steps=5", "eval.floor_draws=0", "eval.metric_options.test-loss.examples=60",
+        "eval.metric_options.test-loss.timesteps=2", "sampler.clip_denoised=1.0"]
 
 
 def diffctl(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -41,7 +41,8 @@ def test_class_conditional_image_run_writes_grids_and_reconstruction(tmp_path: P
     out = tmp_path / "run"
     proc = diffctl("run", "--out", str(out), *sets(
         *TINY, "denoiser.num_classes=10", "sampler.guidance_scale=2.0",
-        "eval.metrics=[mmd-rbf]", "eval.reconstruction_metrics=[psnr, ssim]",
+        "eval.metrics=[mmd-rbf, fid]", "eval.reconstruction_metrics=[psnr, ssim]",
+        "eval.metric_options.fid.feature_extractor=lenet-mnist",
         "eval.reconstruction_examples=40"), cwd=tmp_path)
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["denoiser"]["num_classes"] == 10 and cfg["denoiser"]["in_channels"] is None
@@ -50,10 +51,19 @@ def test_class_conditional_image_run_writes_grids_and_reconstruction(tmp_path: P
     assert rec["examples"] == 40 and rec["t"] == 200
     assert 0 < rec["metrics"]["psnr"] < 100 and -1 <= rec["metrics"]["ssim"] <= 1
     assert "psnr (x0 from t=200)" in proc.stdout
+    # every image metric's report carries its metadata: extractor, weights, counts, resize
+    fid = report["eval"]["metric_metadata"]["fid"]
+    assert fid["feature_extractor"] == "lenet-mnist" and len(fid["weights_sha256"]) == 64
+    assert fid["num_generated"] == 60 and fid["resize"] and fid["device"] == "cpu"
+    assert rec["metric_metadata"]["psnr"]["num_generated"] == 40
+    assert f"fid: lenet-mnist (weights sha256 {fid['weights_sha256'][:12]})" in proc.stdout
     samples = np.load(out / "samples.npy")
     assert samples.shape == (60, 1, 16, 16) and np.abs(samples).max() <= 1.0 + 1e-6
     traj = np.load(out / "trajectory.npz")
-    assert traj["xs"].shape[1:] == (10, 1, 16, 16)  # 10 samples along the path
+    # 5 steps: all 6 states (x_T .. x_0) of 10 samples; 10 evenly spaced ones for longer runs
+    assert traj["xs"].shape == (6, 10, 1, 16, 16)
+    assert traj["timesteps"][0] == 999 and traj["timesteps"][-1] == -1
+    assert np.array_equal(traj["xs"][-1], samples[:10])  # the last state is the sample
     for name in ("samples.png", "progression.png", "real_vs_generated.png", "loss.png"):
         assert (out / name).stat().st_size > 0
     from PIL import Image
@@ -66,6 +76,11 @@ def test_class_conditional_image_run_writes_grids_and_reconstruction(tmp_path: P
                    "--grid", "--progressive", cwd=tmp_path)
     assert "grid:" in proc.stdout and "progression:" in proc.stdout
     assert (out / "progression-ddim-4.png").exists() and (out / "samples-ddim-4.png").exists()
+    proc = diffctl("sample", "--run", str(out), "--num-samples", "10", "--steps", "50",
+                   "--progressive", cwd=tmp_path)
+    assert "(10 samples x 10 states, x_T to x_0)" in proc.stdout
+    # a 10 x 10 grid of 16 px images with 2 px gutters, upscaled 2x like samples.png
+    assert Image.open(out / "progression-ddim-50.png").size == (2 * (10 * 18 + 2),) * 2
     proc = diffctl("sample", "--run", str(out), "--num-samples", "10", "--steps", "4",
                    "--label", "3", "--grid", "--sampler", "heun", cwd=tmp_path)
     assert (out / "samples-heun-4.png").exists()
@@ -125,8 +140,10 @@ def test_labels_on_an_unlabelled_folder_fail_before_training(tmp_path: Path) -> 
 def test_checkpoint_sweep_with_fid_shares_one_reference_computation(tmp_path: Path,
                                                                      monkeypatch) -> None:
     """``diffctl eval --checkpoints all --metric fid`` on an image run: the reference statistics
-    are computed once in the parent (workers read them from the cache), every checkpoint gets a
-    FID, the metric-vs-epoch plot is written and ``diffctl compare`` reports FID."""
+    are computed once, in the parent, and the worker processes never compute them again (with
+    the cache: they read the parent's entry and write none; with ``cache: false``: they read
+    the stats file the parent wrote). Every checkpoint gets a FID, the metric-vs-epoch plot is
+    written and ``diffctl compare`` reports FID."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("DIFFCTL_CACHE", str(cache))
     out = tmp_path / "run"
@@ -134,21 +151,49 @@ def test_checkpoint_sweep_with_fid_shares_one_reference_computation(tmp_path: Pa
         *TINY, "eval.metrics=[mmd-rbf]", "eval.metric_options={fid: {feature_extractor: "
         "lenet-mnist}}"), cwd=tmp_path)
 
-    from diffctl.runs.sweep import prepare_references
-    from diffctl_metrics.stats_cache import StatsCache
+    from diffctl.runs import sweep as sweep_module
 
-    assert prepare_references(out, ["fid", "mmd-rbf"], 60, 1) == {"fid": "computed"}
-    assert prepare_references(out, ["fid"], 60, 1) == {"fid": "cache"}
-    puts: list[str] = []
-    original = StatsCache.put
-    monkeypatch.setattr(StatsCache, "put",
-                        lambda self, kind, *a, **k: puts.append(kind) or original(self, kind,
-                                                                                  *a, **k))
-    from diffctl.runs.sweep import sweep
+    prepare = sweep_module.prepare_references
+    assert prepare(out, ["fid", "mmd-rbf"], 60, 1) == ({"fid": "computed"}, {})
+    assert prepare(out, ["fid"], 60, 1) == ({"fid": "cache"}, {})
 
-    rows = sweep(out, ["epoch-0001", "epoch-0002"], ["fid"], 80, 3, 7, workers=1)
-    assert puts == ["fid-stats"]  # once, by prepare_references, not once per checkpoint
+    def entries() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in cache.rglob("*.npz")}
+
+    prepared: list[tuple] = []  # (result, cache entries) right after the sweep's own call
+
+    def recording(*args, **kwargs):
+        result = prepare(*args, **kwargs)
+        prepared.append((result, entries()))
+        return result
+
+    monkeypatch.setattr(sweep_module, "prepare_references", recording)
+    names = ["epoch-0001", "epoch-0002"]
+    rows = sweep_module.sweep(out, names, ["fid"], 80, 3, 7, workers=2)
+    (sources, overrides), after_prepare = prepared[-1]
+    # the two workers wrote no cache entry: no new file, none rewritten (same mtime)
+    assert entries() == after_prepare
+    assert [r["metric_metadata"]["fid"]["reference"] for r in rows] == ["cache", "cache"]
+    assert sources == {"fid": "computed"} and overrides == {} and len(after_prepare) == 2
     assert [r["epoch"] for r in rows] == [1, 2] and all(r["fid"] > 0 for r in rows)
+
+    # cache off: the parent hands the workers a stats file; nobody touches the cache
+    config_file = out / "config.yaml"
+    original_config = config_file.read_text()
+    data = yaml.safe_load(original_config)
+    data["eval"]["metric_options"]["fid"]["cache"] = False
+    config_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = entries()
+    uncached = sweep_module.sweep(out, names, ["fid"], 80, 3, 7, workers=2)
+    config_file.write_text(original_config)
+    (sources, overrides), _ = prepared[-1]
+    assert [r["metric_metadata"]["fid"]["reference"] for r in uncached] == ["stats-file"] * 2
+    assert entries() == before
+    assert sources == {"fid": "computed"} and list(overrides) == ["fid"]
+    stats_file = Path(overrides["fid"]["reference_stats"])
+    assert {r["metric_metadata"]["fid"]["reference_path"] for r in uncached} == {str(stats_file)}
+    assert not stats_file.exists()  # a temporary file, gone with the sweep
+    assert [r["fid"] for r in uncached] == pytest.approx([r["fid"] for r in rows], rel=1e-9)
 
     proc = diffctl("eval", "--run", str(out), "--checkpoints", "all", "--workers", "2",
                    "--metric", "fid", "--num-samples", "60", "--steps", "3", cwd=tmp_path)

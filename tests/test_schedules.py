@@ -68,13 +68,43 @@ def test_cosine_follows_nichol_dhariwal_eq17() -> None:
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
-@pytest.mark.parametrize(("T", "n"), [(1000, 50), (1000, 10), (1000, 1000), (1000, 7),
-                                      (1000, 999), (100, 33), (50, 1), (1000, 3)])
-def test_time_grid_matches_diffusers_ddim(spacing: str, T: int, n: int) -> None:
+@pytest.mark.parametrize("T", [10, 50, 999, 1000, 1001])
+def test_time_grid_matches_diffusers_ddim_for_every_step_count(spacing: str, T: int) -> None:
+    """Every n in 1..T: our grid equals DDIMScheduler.timesteps (0.8 s for the whole sweep).
+
+    ``trailing`` is diffusers' float ``np.arange(T, 0, -T/n)``, which for some (T, n) has n + 1
+    entries (e.g. T = 1000, n = 914; T = 999, n = 13), the extra one being -1 after t = 0;
+    there the first n are the grid. T = 999/1000/1001 each have n whose ties round differently
+    from T - k * (T/n) (e.g. T = 1000, n = 48).
+    """
     ref = diffusers.DDIMScheduler(num_train_timesteps=T, timestep_spacing=spacing)
-    ref.set_timesteps(n)
-    ours = diffctl.create("scheduler", "linear", num_train_timesteps=T).timesteps(n, spacing)
-    assert ours.dtype == torch.int64
+    sched = diffctl.create("scheduler", "linear", num_train_timesteps=T)
+    extra = []
+    for n in range(1, T + 1):
+        ref.set_timesteps(n)
+        expected = ref.timesteps.tolist()
+        if len(expected) == n + 1:
+            assert spacing == "trailing" and expected[-1] == -1, (n, expected[-3:])
+            extra.append(n)
+            expected = expected[:n]
+        ours = sched.timesteps(n, spacing)
+        assert ours.dtype == torch.int64
+        assert ours.tolist() == expected, (T, n, spacing)
+    if spacing == "trailing" and T == 1000:
+        assert 914 in extra  # the sweep does reach the n + 1 case
+    if spacing == "trailing" and T == 999:
+        assert 13 in extra
+
+
+def test_trailing_grid_rounds_like_diffusers_at_ties() -> None:
+    """T = 1000, n = 48: T - k * (T/n) has exact .5 ties (k = 3: 937.5, rounded to 938) where
+    numpy's arange fill T + k * ((T - T/n) - T) gives 937.4999999999999 (rounded to 937);
+    diffusers' values are the arange's."""
+    ref = diffusers.DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
+    ref.set_timesteps(48)
+    naive = torch.round(1000 - torch.arange(48, dtype=torch.float64) * (1000 / 48)).long() - 1
+    ours = diffctl.create("scheduler", "linear").timesteps(48, "trailing")
+    assert naive.tolist() != ref.timesteps.tolist()  # the case is a real tie case
     assert ours.tolist() == ref.timesteps.tolist()
 
 
@@ -122,5 +152,14 @@ def test_schedule_config_rejects_bad_input() -> None:
         diffctl.create("scheduler", "cosine", num_train_timesteps=0)
     with pytest.raises(ConfigError, match="beta_end must be greater"):
         diffctl.create("scheduler", "linear", beta_start=0.02, beta_end=0.01)
-    with pytest.raises(ValueError, match="num_steps"):
-        diffctl.create("scheduler", "linear").timesteps(1001, "trailing")
+
+
+@pytest.mark.parametrize("n", [0, -3, 1001])
+def test_time_grid_rejects_bad_step_counts_with_a_usage_error(n: int) -> None:
+    from diffctl.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"num_steps must be in \[1, 1000\]") as info:
+        diffctl.create("scheduler", "linear").timesteps(n, "trailing")
+    assert "\n" not in str(info.value) and info.value.exit_code == 2
+    with pytest.raises(UsageError, match="unknown spacing 'middle'"):
+        diffctl.create("scheduler", "linear").timesteps(10, "middle")

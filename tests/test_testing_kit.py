@@ -27,6 +27,7 @@ from diffctl.schedules.noise_schedule import NoiseSchedule
 from diffctl.testing import (
     CHECKS,
     ConformanceError,
+    GaussianDenoiser,
     check_component,
     check_config,
     check_dataset,
@@ -49,12 +50,17 @@ DENOISERS = ["mlp", "residual-mlp"]
 # metric -> (real data, symmetric, samples); the two-moons metrics need 2000 samples to tell a
 # collapsed sample from real data (at 1000, moons-hist-mse scores the collapse better)
 METRICS = {
-    "mmd-rbf": (None, True, 500), "mmd-linear": (None, True, 500),
+    "mmd-rbf": (None, False, 500), "mmd-linear": (None, True, 500),  # rbf: bandwidth from real
     "wasserstein": (None, True, 500), "sliced-wasserstein": (None, True, 500),
     "sample-stats": (None, True, 500), "mode-coverage": ("gmm-ring", False, 500),
     "moons-distance": ("two-moons", False, 500), "moons-hist-mse": ("two-moons", True, 2000),
     "moons-shape": ("two-moons", False, 500), "moons-overall": ("two-moons", False, 2000),
 }
+#: not 0 for identical inputs: unbiased estimators (centred on zero, negative for identical
+#: inputs) and moons-overall, whose mean includes moons-shape
+NOT_ZERO_FOR_IDENTICAL = {"mmd-rbf", "mmd-linear", "moons-overall"}
+#: a function of the generated sample alone: identical inputs say nothing about it
+GENERATED_ONLY = {"moons-shape"}
 
 
 @pytest.fixture
@@ -86,7 +92,10 @@ def test_builtin_schedulers_conform(builtins, name: str) -> None:
 @pytest.mark.parametrize(("name", "options"), [(n, {}) for n in SAMPLERS] + STOCHASTIC)
 def test_builtin_samplers_conform(builtins, name: str, options: dict) -> None:
     passed = check_component("sampler", name, options)
-    assert {"gaussian", "deterministic", "prediction-types"} <= set(passed)
+    assert {"build", "gaussian", "deterministic", "prediction-types"} <= set(passed)
+    # the exact ODE solution is the reference for deterministic samplers only
+    deterministic = diffctl.create("sampler", name, **options).deterministic
+    assert ("probability-flow" in passed) == deterministic
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -105,10 +114,21 @@ def test_builtin_denoisers_conform(builtins, name: str, options: dict) -> None:
 def test_builtin_2d_metrics_conform(builtins, name: str) -> None:
     data, symmetric, n = METRICS[name]
     reference = diffctl.create("dataset", data).reference if data else None
+    zero = {"zero_for_identical": False} if name in NOT_ZERO_FOR_IDENTICAL else {}
     passed = check_component("metric", name, reference=reference, symmetric=symmetric,
-                             num_samples=n)
-    assert {"identical-inputs", "sensitivity"} <= set(passed)
+                             num_samples=n, **zero)
+    assert "sensitivity" in passed
+    assert ("identical-inputs" in passed) == (name not in GENERATED_ONLY)
     assert ("symmetric" in passed) == symmetric
+
+
+def test_an_unbiased_estimator_is_not_zero_for_identical_inputs(builtins) -> None:
+    """Unbiased MMD² of x against itself is negative: the default for a distance fails it,
+    and with zero_for_identical=False it is held to the floor's 95th percentile instead."""
+    with pytest.raises(ConformanceError, match=r"metric 'mmd-rbf' .*: identical-inputs: "
+                                               r"metric\(x, x\) = -0.00\d+, expected 0 .*pass "
+                                               r"zero_for_identical=False"):
+        check_component("metric", "mmd-rbf")
 
 
 def test_an_asymmetric_builtin_metric_fails_the_symmetry_check(builtins) -> None:
@@ -200,9 +220,9 @@ class ClaimsStochastic(DDIMSampler):
 
 
 @pytest.mark.parametrize(("sampler", "options", "message"), [
-    (IgnoresTheModel, {}, r"gaussian: data N\(0.5, 0.8\^2\) with its exact denoiser: 250 steps "
-                          r"gave mean -?0.00\d+, std (0.99|1.00)\d+ .*ignores or misuses the "
-                          r"model"),
+    (IgnoresTheModel, {}, r"gaussian: data N\(0.5, 0.8\^2\) with its exact denoiser: 1000 "
+                          r"steps gave mean -?0.00\d+, std (0.99|1.00)\d+ .*ignores or misuses "
+                          r"the model"),
     (GlobalRNG, {"eta": 1.0}, "deterministic: same x_T and generator state gave different "
                               "samples: draw noise only from `generator`"),
     (AlwaysEpsilon, {}, "prediction-types: a 'sample'-predicting model gave samples"),
@@ -212,6 +232,51 @@ class ClaimsStochastic(DDIMSampler):
 def test_broken_samplers_fail_with_the_reason(sampler, options, message: str) -> None:
     with pytest.raises(ConformanceError, match=message):
         check_sampler(sampler, DDIMConfig, options)
+
+
+class Overdispersed(DDIMSampler):
+    """DDIM started from x_T scaled by 1.03: std 3% (0.024) too high, mean right. The old
+    tolerance of 0.04 let it pass; 0.02, five standard errors at 40,000 samples, does not."""
+
+    def solve(self, model, scheduler, grid, x, generator, callback):
+        return super().solve(model, scheduler, grid, 1.03 * x, generator, callback)
+
+
+class Mirrored(DDIMSampler):
+    """DDIM from -x_T: the right distribution (the noise is symmetric), the wrong ODE."""
+
+    def solve(self, model, scheduler, grid, x, generator, callback):
+        return super().solve(model, scheduler, grid, -x, generator, callback)
+
+
+def test_a_biased_sampler_fails_the_gaussian_test() -> None:
+    with pytest.raises(ConformanceError, match=r"Overdispersed: gaussian: .* 1000 steps gave "
+                                               r"mean 0.49\d+, std 0.82\d+ \(tolerance 0.02\)"):
+        check_sampler(Overdispersed, DDIMConfig)
+    # the same sampler within the old tolerance: the gaussian check alone would pass it
+    passed = check_sampler(Overdispersed, DDIMConfig, tolerance=0.04, flow_tolerance=1.0,
+                           skip=["zero-terminal-snr"])
+    assert {"gaussian", "probability-flow"} <= set(passed)
+
+
+def test_a_deterministic_sampler_must_follow_the_probability_flow() -> None:
+    with pytest.raises(ConformanceError, match=r"Mirrored: probability-flow: a deterministic "
+                                               r"sampler must solve the probability-flow ODE: "
+                                               r"1000 steps took x_T = "):
+        check_sampler(Mirrored, DDIMConfig, skip=["zero-terminal-snr"])
+    passed = check_sampler(Mirrored, DDIMConfig, skip=["probability-flow", "zero-terminal-snr"])
+    assert "gaussian" in passed  # mean and std alone cannot see it
+
+
+def test_the_exact_flow_of_gaussian_data_is_what_fine_solvers_converge_to() -> None:
+    linear = NoiseSchedule(LinearScheduleConfig())
+    model = GaussianDenoiser(linear)
+    x_T = torch.linspace(-3, 3, 61, dtype=torch.float64).reshape(-1, 1)
+    exact = model.flow(x_T)
+    fine = diffctl.create("sampler", "dpmpp-2m").sample(model, linear, x_T, 500)
+    assert float((fine - exact).abs().max()) < 2e-3
+    # affine in x_T with slope s / sqrt(ab s^2 + 1 - ab) ~ s: x0 ~ mu + s x_T
+    assert float((exact - (0.5 + 0.8 * x_T)).abs().max()) < 0.01
 
 
 def test_too_few_steps_fail_the_gaussian_test_and_say_so() -> None:
@@ -305,6 +370,77 @@ def test_broken_denoisers_fail_with_the_reason(denoiser, message: str) -> None:
         check_denoiser(denoiser, DenoiserConfig)
 
 
+class HardcodedDtype(BatchNormalised):
+    """Returns float32 whatever the input's dtype."""
+
+    def forward(self, x, t, cond=None):
+        return self.linear(x).float()
+
+
+class CpuNoise(BatchNormalised):
+    """Adds a tensor it creates on the CPU: fine on the CPU, wrong on any other device."""
+
+    def forward(self, x, t, cond=None):
+        return self.linear(x) + torch.zeros(x.shape, dtype=x.dtype)
+
+
+class CpuOutput(BatchNormalised):
+    """Returns a fresh CPU tensor when its input is elsewhere (an output buffer made on the
+    default device)."""
+
+    def forward(self, x, t, cond=None):
+        out = self.linear(x)
+        return out if out.device.type == "cpu" else torch.zeros(out.shape, dtype=out.dtype)
+
+
+class PlainLinear(BatchNormalised):
+    def forward(self, x, t, cond=None):
+        return self.linear(x)
+
+
+def test_float64_is_checked_by_default() -> None:
+    passed = check_denoiser(HardcodedDtype, DenoiserConfig, dtypes=("float32",))
+    assert "shapes-dtypes-devices" in passed  # a float32-only model can opt out
+    with pytest.raises(ConformanceError, match=r"shapes-dtypes-devices: input torch.float64 "
+                                               r"\(4, 2\) on cpu gave torch.float32"):
+        check_denoiser(HardcodedDtype, DenoiserConfig)
+    assert "shapes-dtypes-devices" in check_denoiser(PlainLinear, DenoiserConfig,
+                                                     dtypes=[torch.float32, torch.float64])
+    with pytest.raises(ConformanceError, match="dtypes must be floating torch dtypes"):
+        check_denoiser(PlainLinear, DenoiserConfig, dtypes=["int64"])
+
+
+@pytest.mark.parametrize(("denoiser", "message"), [
+    (CpuNoise, r"shapes-dtypes-devices: raised RuntimeError: Tensor on device cpu is not on "
+               r"the expected device meta"),
+    (CpuOutput, r"shapes-dtypes-devices: input torch.float32 \(4, 2\) on meta gave "
+                r"torch.float32 \(4, 2\) on cpu"),
+])
+def test_the_devices_logic_runs_without_an_accelerator(denoiser, message: str) -> None:
+    """The meta device stands in for CUDA: a device bug shows on a CPU-only machine."""
+    assert "shapes-dtypes-devices" in check_denoiser(denoiser, DenoiserConfig, devices=["cpu"])
+    with pytest.raises(ConformanceError, match=message):
+        check_denoiser(denoiser, DenoiserConfig, devices=["cpu", "meta"])
+    # the model under test was not moved: the later sub-checks ran on the CPU copy
+    assert "train-step" in check_denoiser(PlainLinear, DenoiserConfig, devices=["cpu", "meta"])
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+def test_builtin_vector_denoisers_pass_on_the_meta_device(builtins, name: str) -> None:
+    passed = check_component("denoiser", name, {"hidden": 16}, devices=["cpu", "meta"])
+    assert {"shapes-dtypes-devices", "train-step"} <= set(passed)
+
+
+def test_the_default_devices_come_from_the_machine(monkeypatch) -> None:
+    from diffctl.testing._support import default_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_devices(None) == ["cpu", "cuda"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_devices(None) == ["cpu"]
+    assert default_devices(("cpu", "meta")) == ["cpu", "meta"]
+
+
 def test_a_denoiser_without_a_known_shape_asks_for_it() -> None:
     class NoShape(ComponentConfig):
         width: int = Field(4, description="Width.")
@@ -375,6 +511,21 @@ class Blind(NearestReal):
         return {"blind": 0.0}
 
 
+class OffsetDistance:
+    """The distance between the sample means plus a constant 0.5: never 0, yet metric(x, x)
+    is below every real-vs-real floor draw."""
+
+    higher_is_better = False
+
+    def __init__(self, config):
+        pass
+
+    def __call__(self, generated, real):
+        gap = (torch.as_tensor(generated).double().mean(0)
+               - torch.as_tensor(real).double().mean(0)).norm()
+        return {"offset-distance": float(gap) + 0.5}
+
+
 def test_an_asymmetric_metric_fails_unless_declared_so() -> None:
     with pytest.raises(ConformanceError, match=r"symmetric: metric\(a, b\) = .* but "
                                                r"metric\(b, a\) = .*pass symmetric=False"):
@@ -391,6 +542,39 @@ def test_an_asymmetric_metric_fails_unless_declared_so() -> None:
 def test_broken_metrics_fail_with_the_reason(metric, message: str) -> None:
     with pytest.raises(ConformanceError, match=message):
         check_metric(metric, MetricConfig)
+
+
+def test_a_distance_with_an_offset_is_not_zero_for_identical_inputs() -> None:
+    with pytest.raises(ConformanceError, match=r"OffsetDistance: identical-inputs: metric\(x, "
+                                               r"x\) = 0.5, expected 0 for identical inputs"):
+        check_metric(OffsetDistance, MetricConfig)
+    # opting out holds it to the floor's 95th percentile, which 0.5 is below
+    passed = check_metric(OffsetDistance, MetricConfig, zero_for_identical=False)
+    assert "identical-inputs" in passed
+    passed = check_metric(OffsetDistance, MetricConfig, identical_tolerance=0.5)
+    assert "identical-inputs" in passed
+
+
+def test_identical_inputs_beyond_the_floors_p95_fail() -> None:
+    """Not held to zero, metric(x, x) must still beat the floor's 95th percentile."""
+    class Inflated(OffsetDistance):
+        def __call__(self, generated, real):
+            value = super().__call__(generated, real)["offset-distance"]
+            return {"inflated": value + (1.0 if generated is real or torch.equal(
+                torch.as_tensor(generated), torch.as_tensor(real)) else 0.0)}
+
+    with pytest.raises(ConformanceError, match=r"identical-inputs: metric\(x, x\) = 1.5, "
+                                               r"expected at least as good as two independent "
+                                               r"real samples \(<= the floor's p95 0.5\d+"):
+        check_metric(Inflated, MetricConfig, zero_for_identical=False)
+
+
+def test_percentile_is_numpys_linear_interpolation() -> None:
+    from diffctl.testing.metric import percentile
+
+    values = [0.3, 0.1, 0.5, 0.2, 0.4]
+    for q in (0, 5, 50, 95, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
 
 
 # -- plugins, dispatch, skipping ---------------------------------------------------------------
@@ -469,10 +653,47 @@ def test_check_component_dispatches_and_covers_other_kinds() -> None:
 
 
 def test_skip_leaves_out_named_sub_checks_and_rejects_unknown_names() -> None:
-    passed = check_sampler(IgnoresTheModel, DDIMConfig, skip=["gaussian", "zero-terminal-snr"])
+    passed = check_sampler(IgnoresTheModel, DDIMConfig,
+                           skip=["gaussian", "probability-flow", "zero-terminal-snr"])
     assert "gaussian" not in passed and "deterministic" in passed
     with pytest.raises(ValueError, match=r"unknown sub-check.*gausian"):
         check_sampler(DDIMSampler, DDIMConfig, skip=["gausian"])
+
+
+class Unbuildable:
+    """A component whose factory cannot run here (say, it needs a GPU or a download)."""
+
+    def __init__(self, config):
+        raise RuntimeError("needs hardware this machine does not have")
+
+
+@pytest.mark.parametrize(("check", "config"), [
+    (check_sampler, DDIMConfig), (check_metric, MetricConfig), (check_dataset, Points2DConfig),
+    (check_scheduler, LinearScheduleConfig), (check_denoiser, DenoiserConfig),
+])
+def test_every_check_reports_build_and_can_skip_it(check, config) -> None:
+    """``build`` is a sub-check like any other: listed, reported, skippable (config only)."""
+    with pytest.raises(ConformanceError, match=r"Unbuildable: build: raised RuntimeError: needs "
+                                               r"hardware"):
+        check(Unbuildable, config)
+    passed = check(Unbuildable, config, skip=["build"])
+    assert passed == ["config-model", "config-defaults", "config-descriptions",
+                      "config-yaml-round-trip", "config-rejects-unknown", "config-json-schema"]
+
+
+def test_build_is_reported_and_skippable_for_other_kinds_too() -> None:
+    class Gadgets:
+        @hookimpl
+        def register_components(self, registry) -> None:
+            registry.add("gadget", "broken", factory=Unbuildable, config=MetricConfig,
+                         summary="Cannot be built here.")
+
+    reg = isolated_registry(Gadgets())
+    with pytest.raises(ConformanceError, match=r"gadget 'broken' .*: build: raised"):
+        check_component("gadget", "broken", registry=reg)
+    assert "build" not in check_component("gadget", "broken", registry=reg, skip=["build"])
+    assert "build" in check_component("sampler", "ddim", registry=reg,
+                                      skip=["gaussian", "probability-flow"])
 
 
 def test_checks_leave_the_global_rng_and_threads_alone() -> None:

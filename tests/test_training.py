@@ -206,3 +206,72 @@ def test_best_checkpoint_and_early_stopping(tmp_path: Path) -> None:
     assert read_pointer(tmp_path / "best").name == "epoch-0002"
     assert state.best_value == 1.0 and state.best_epoch == 2
     assert state.stopped_early and state.epoch == 4
+
+
+# --- the remaining trainer options ---------------------------------------------------------------
+def test_device_choice() -> None:
+    from diffctl.errors import UsageError
+    from diffctl.training.trainer import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else (
+        "mps" if torch.backends.mps.is_available() else "cpu")
+    assert pick_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA is not available"):
+            pick_device("cuda")
+
+
+def test_grad_clip_bounds_the_update(tmp_path: Path) -> None:
+    """The optimiser sees gradients whose global norm is at most grad_clip (large data makes
+    the unclipped norm exceed it)."""
+    sched = diffctl.create("scheduler", "linear")
+    seen: list[float] = []
+
+    def run(clip):
+        torch.manual_seed(0)
+        trainer = Trainer(Tiny(), sched, data(64) * 100, cfg(epochs=1, grad_clip=clip), seed=0)
+        original = trainer.optimizer.step
+
+        def step(*a, **k):
+            seen.append(float(torch.norm(torch.stack(
+                [p.grad.norm() for p in trainer.model.parameters()]))))
+            return original(*a, **k)
+
+        trainer.optimizer.step = step
+        trainer.fit()
+
+    run(None)
+    unclipped = seen.pop()
+    run(0.5)
+    assert unclipped > 0.5 and seen[-1] <= 0.5 + 1e-5
+
+
+def test_optimizer_choice_and_weight_decay() -> None:
+    sched = diffctl.create("scheduler", "linear")
+    adam = Trainer(Tiny(), sched, data(), cfg(optimizer="adam"), seed=0)
+    adamw = Trainer(Tiny(), sched, data(), cfg(optimizer="adamw", weight_decay=0.1), seed=0)
+    assert type(adam.optimizer) is torch.optim.Adam
+    assert type(adamw.optimizer) is torch.optim.AdamW
+    assert adamw.optimizer.param_groups[0]["weight_decay"] == 0.1
+
+
+def test_log_every_time_and_rng_state_in_checkpoints(tmp_path: Path) -> None:
+    import json
+
+    sched = diffctl.create("scheduler", "linear")
+    events = []
+    trainer = Trainer(Tiny(), sched, data(), cfg(epochs=2, log_every=3), seed=7,
+                      checkpoint_dir=tmp_path, on_step=events.append)
+    state = trainer.fit()
+    assert [s for s, _ in state.losses] == [1, 3, 6, 9, 12, 15]  # 16 steps, every 3 + first
+    assert len(events) == 16 and events[-1].step == 16 and events[-1].steps_per_second > 0
+    assert state.train_seconds > 0
+    saved = json.loads((tmp_path / "epoch-0002" / "state.json").read_text())
+    assert saved["rng"]["seed"] == 7 and saved["rng"]["next_epoch"] == 2
+    assert saved["train_seconds"] == pytest.approx(state.train_seconds)
+    other = Trainer(Tiny(), sched, data(), cfg(epochs=4), seed=8, checkpoint_dir=tmp_path)
+    from diffctl.errors import UsageError
+
+    with pytest.raises(UsageError, match="seed 7"):
+        other.resume()

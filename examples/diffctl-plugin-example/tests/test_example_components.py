@@ -40,8 +40,12 @@ def test_one_step_lands_on_the_model_clean_estimate() -> None:
     torch.testing.assert_close(out, x0, rtol=0, atol=1e-9)
 
 
-def test_noise_comes_from_the_generator_only() -> None:
-    """Stochastic, yet reproducible: check_sampler's ``deterministic`` sub-check, by hand."""
+def test_noise_comes_from_the_generator_only(diffctl_registry) -> None:
+    """Stochastic, yet reproducible: check_sampler's ``deterministic`` sub-check, by hand.
+
+    The isolated registry holds the core and this plugin only, whatever else is installed."""
+    diffctl_registry.register_plugin(plugin, name="example")
+    assert diffctl.get_registry().get("sampler", "euler-maruyama").plugin == "example"
     sched = diffctl.create("scheduler", "cosine")
     sampler = diffctl.create("sampler", "euler-maruyama")
     model = GaussianDenoiser(sched)

@@ -62,9 +62,10 @@ def class_grid(samples: np.ndarray, labels: np.ndarray, num_classes: int, path: 
 
 
 def progression_grid(xs: np.ndarray, path: Path) -> Path:
-    """Denoising progression: one row per sample, one column per kept timestep.
+    """Denoising progression: one row per sample, one column per kept state (x_T on the
+    left, x_0 on the right).
 
-    ``xs`` is (steps, samples, C, H, W) as stored in ``trajectory.npz``; states are clipped
+    ``xs`` is (states, samples, C, H, W) as stored in ``trajectory.npz``; states are clipped
     to [-1, 1] for display (early states are mostly noise of unit variance).
     """
     steps, k = xs.shape[:2]

@@ -47,15 +47,15 @@ def plot_scatter(samples: np.ndarray, real: np.ndarray, path: Path, title: str =
 
 
 def plot_progression(timesteps: np.ndarray, xs: np.ndarray, path: Path) -> Path:
-    """Sampler states from noise (left) to data (right); each panel is the state after the
-    step that started at the timestep in its title (the last panel is the final sample)."""
+    """Sampler states from noise (left) to data (right); each panel is the state at the
+    timestep in its title (-1: the final sample x_0)."""
     k = len(timesteps)
     fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2.4), sharex=True, sharey=True)
     axes = np.atleast_1d(axes)
     xlim, ylim = _limits(xs[-1])
     for ax, t, x in zip(axes, timesteps, xs, strict=True):
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5, linewidths=0)
-        ax.set_title(f"step from t={int(t)}", fontsize=8)
+        ax.set_title("x_0" if int(t) < 0 else f"t={int(t)}", fontsize=8)
         ax.set_xlim(xlim[0] - 1, xlim[1] + 1)
         ax.set_ylim(ylim[0] - 1, ylim[1] + 1)
         ax.set_xticks([])
@@ -63,23 +63,36 @@ def plot_progression(timesteps: np.ndarray, xs: np.ndarray, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_losses(losses: list[list[float]], path: Path, train_seconds: float | None = None
-                ) -> Path:
-    """Training loss against step (log scale), with the training time in the title."""
+def training_stats(train: dict, batch_size: int | None = None) -> str:
+    """One line of training-time statistics from a report's ``train`` section."""
+    seconds, steps, epochs = train.get("train_seconds"), train.get("step"), train.get("epoch")
+    if not seconds or not steps:
+        return ""
+    parts = [f"{seconds:.1f} s", f"{steps} steps", f"{steps / seconds:.2f} steps/s"]
+    if batch_size:
+        parts.append(f"{steps * batch_size / seconds:.0f} examples/s")
+    if epochs:
+        parts.append(f"{seconds / epochs:.1f} s/epoch")
+    return "training " + ", ".join(parts)
+
+
+def plot_losses(losses: list[list[float]], path: Path, stats: str = "") -> Path:
+    """Training loss against step (log scale), with training-time statistics in the title."""
     arr = np.asarray(losses, dtype=float)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(arr[:, 0], arr[:, 1], lw=1)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(arr[:, 0], arr[:, 1], lw=1, marker="o" if len(arr) < 20 else None, ms=3)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
-    if train_seconds is not None:
-        ax.set_title(f"training time {train_seconds:.1f} s, "
-                     f"{arr[-1, 0] / max(train_seconds, 1e-9):.0f} steps/s")
+    if stats:
+        ax.set_title(stats, fontsize=9)
     return _save(fig, path)
 
 
-def plot_metric_curves(history: list[dict], path: Path, x: str = "epoch") -> Path | None:
-    """Each recorded metric against epoch (one panel per metric)."""
+def plot_metric_curves(history: list[dict], path: Path, x: str = "epoch",
+                       floors: dict[str, dict] | None = None) -> Path | None:
+    """Each recorded metric against epoch (one panel per metric); a metric with a
+    real-vs-real floor at the same sample size gets its mean and p95 as dashed lines."""
     skip = {"step", "epoch", "train_seconds", "wall_seconds", "checkpoint"}
     names = sorted({k for rec in history for k in rec if k not in skip
                     and isinstance(rec[k], int | float)})
@@ -89,6 +102,11 @@ def plot_metric_curves(history: list[dict], path: Path, x: str = "epoch") -> Pat
     for ax, name in zip(axes[0], names, strict=True):
         pts = [(r[x], r[name]) for r in history if name in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3)
+        floor = (floors or {}).get(name)
+        if floor:
+            ax.axhline(floor["mean"], color="grey", ls="--", lw=0.8, label="floor mean")
+            ax.axhline(floor["p95"], color="grey", ls=":", lw=0.8, label="floor p95")
+            ax.legend(fontsize=6)
         ax.set_xlabel(x)
         ax.set_title(name)
     return _save(fig, path)
@@ -117,12 +135,13 @@ def plot_run(run_dir: Path) -> list[Path]:
     losses = run_dir / "losses.json"
     if losses.exists():
         report = run_dir / "metrics.json"
-        seconds = None
+        stats = ""
         if report.exists():
-            seconds = json.loads(report.read_text()).get("train", {}).get("train_seconds")
+            stats = training_stats(json.loads(report.read_text()).get("train", {}),
+                                   _batch_size(run_dir))
         loss_values = json.loads(losses.read_text())
         if loss_values:
-            written.append(plot_losses(loss_values, run_dir / "loss.png", seconds))
+            written.append(plot_losses(loss_values, run_dir / "loss.png", stats))
     history = run_dir / "metrics.jsonl"
     if history.exists():
         recs = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
@@ -132,15 +151,20 @@ def plot_run(run_dir: Path) -> list[Path]:
     return written
 
 
-def run_num_classes(run_dir: Path) -> int | None:
-    """The denoiser's ``num_classes`` from a run's config.yaml (None: unconditional)."""
+def _run_config(run_dir: Path) -> dict:
     import yaml
 
     cfg = run_dir / "config.yaml"
-    if not cfg.exists():
-        return None
-    data = yaml.safe_load(cfg.read_text()) or {}
-    return (data.get("denoiser") or {}).get("num_classes") or None
+    return (yaml.safe_load(cfg.read_text()) or {}) if cfg.exists() else {}
+
+
+def _batch_size(run_dir: Path) -> int | None:
+    return (_run_config(run_dir).get("train") or {}).get("batch_size")
+
+
+def run_num_classes(run_dir: Path) -> int | None:
+    """The denoiser's ``num_classes`` from a run's config.yaml (None: unconditional)."""
+    return (_run_config(run_dir).get("denoiser") or {}).get("num_classes") or None
 
 
 def _image_sample_plots(run_dir: Path, samples: np.ndarray, real: np.ndarray) -> list[Path]:

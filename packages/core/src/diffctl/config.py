@@ -24,11 +24,13 @@ def validation_message(error: ValidationError, where: str = "") -> str:
     """Flatten a pydantic ``ValidationError`` into one line: ``field: problem; field: problem``."""
     parts = []
     for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "(root)"
+        loc = ".".join(str(p) for p in item["loc"])
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             msg = "unknown field"
-        parts.append(f"{loc}: {msg}")
+        elif item["type"] == "value_error":  # our own validators: their message as written
+            msg = msg.removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
     prefix = f"invalid {where} config: " if where else "invalid config: "
     return prefix + "; ".join(parts)
 

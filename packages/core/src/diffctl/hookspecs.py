@@ -30,11 +30,17 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_components(registry: Any) -> None:
     """Add components with ``registry.add(kind, name, factory=..., config=..., summary=...)``.
 
-    Keep this cheap: pass the factory as a ``"module:attribute"`` string (imported on first
-    use) so that listing plugins never imports torch.
+    ``kind`` is one the toolkit composes (dataset, denoiser, scheduler, sampler, metric,
+    feature-extractor) or a new one of the plugin's own. The hook registers all of its
+    components or, if it raises, none. Keep this cheap: pass the factory as a
+    ``"module:attribute"`` string (imported on first use) so that listing plugins never
+    imports torch.
     """
 
 
 @hookspec
 def register_commands(app: Any) -> None:
-    """Add sub-commands to the ``diffctl`` command line; ``app`` is its ``typer.Typer``."""
+    """Add sub-commands to the ``diffctl`` command line; ``app`` is its ``typer.Typer``.
+
+    If this hook raises, the plugin is recorded as failed and its components are withdrawn.
+    """

@@ -12,6 +12,7 @@ from diffctl.datasets.image_configs import (
     ImageFolderConfig,
     MNISTConfig,
 )
+from diffctl.evaluation.configs import TestLossConfig
 from diffctl.hookspecs import hookimpl
 from diffctl.samplers.configs import (
     AncestralConfig,
@@ -72,3 +73,7 @@ def register_components(registry) -> None:
     add("dataset", "image-folder", factory="diffctl.datasets.image_folder:ImageFolder",
         config=ImageFolderConfig,
         summary="A folder of PNG/JPEG images (class subfolders optional), resized and cropped.")
+    # metrics of the model itself (kind "metric", ModelMetric protocol): no sampling
+    add("metric", "test-loss", factory="diffctl.evaluation.test_loss:HeldOutLoss",
+        config=TestLossConfig,
+        summary="Denoising loss on the held-out split, averaged over evenly spread timesteps.")

@@ -1,5 +1,8 @@
 """The five component protocols. Each is small enough to implement in a few lines.
 
+A component of kind ``metric`` follows :class:`Metric` (it compares samples with real data)
+or :class:`ModelMetric` (it scores the denoiser itself on held-out data, like ``test-loss``).
+
 Conventions (see DESIGN.md): images are float tensors in [-1, 1] shaped (C, H, W), 2-D points
 are shaped (2,); a batch adds a leading dimension B. Timesteps are integer tensors in
 [0, T-1] shaped (B,). Structural typing: any object with these attributes and methods is a
@@ -101,3 +104,18 @@ class Metric(Protocol):
     higher_is_better: bool
 
     def __call__(self, generated: torch.Tensor, real: torch.Tensor) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class ModelMetric(Protocol):
+    """A metric of the model rather than of its samples (kind ``metric``), e.g. ``test-loss``.
+
+    ``score_model(denoiser, scheduler, data, labels, seed)`` evaluates the denoiser on held-out
+    examples ``data`` (N, *sample_shape) with class ``labels`` (N,) for a conditional model,
+    and returns named floats. Deterministic for a fixed ``seed``; it has no real-vs-real floor.
+    """
+
+    higher_is_better: bool
+
+    def score_model(self, denoiser: Denoiser, scheduler: Scheduler, data: torch.Tensor,
+                    labels: torch.Tensor | None = None, seed: int = 0) -> dict[str, float]: ...

@@ -3,7 +3,9 @@
 Every plugin, the core's built-ins included, is a module named by an entry point in group
 ``diffctl``. Loading runs each plugin's ``register_components`` hook against a staging area:
 a plugin either registers all of its components or is recorded as failed (import error, a
-hook that raises, an unknown hook, a duplicate name) and contributes nothing. Failures never
+hook that raises, an unknown hook, a duplicate name) and contributes nothing. "Raises" covers
+``sys.exit()`` and any other ``BaseException`` except ``KeyboardInterrupt``. A plugin whose
+``register_commands`` hook fails later loses the components it had registered. Failures never
 stop the other plugins unless ``DIFFCTL_STRICT_PLUGINS=1``.
 
 The registry holds light specs only: a pydantic config model and a factory, usually given as a
@@ -181,11 +183,16 @@ class Registry:
         """Load every plugin of entry-point group ``diffctl``.
 
         ``only`` (or ``DIFFCTL_LOAD_PLUGINS=a,b``) restricts loading to the named
-        distributions or entry-point names; an empty value loads none.
+        distributions or entry-point names; an empty value loads none. A name that matches no
+        entry point of the group (a typo) is recorded as a failed plugin whose error names the
+        installed distributions, so ``diffctl list plugins`` shows it and every command keeps
+        working; in strict mode it raises ``PluginError``.
         """
+        source = "load_entry_points(only=...)"
         if only is None and "DIFFCTL_LOAD_PLUGINS" in os.environ:
             only = [p for p in os.environ["DIFFCTL_LOAD_PLUGINS"].split(",") if p.strip()]
-        wanted = None if only is None else {_canonical(p.strip()) for p in only}
+            source = "DIFFCTL_LOAD_PLUGINS"
+        wanted = None if only is None else {_canonical(p.strip()): p.strip() for p in only}
         eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
 
         def order(ep: metadata.EntryPoint) -> tuple[bool, str, str]:
@@ -195,12 +202,34 @@ class Registry:
         for ep in sorted(eps, key=order):
             dist = ep.dist.name if ep.dist else "(unknown)"
             version = ep.dist.version if ep.dist else "?"
-            if wanted is not None and not ({_canonical(dist), _canonical(ep.name)} & wanted):
+            if wanted is not None and not ({_canonical(dist), _canonical(ep.name)}
+                                           & wanted.keys()):
                 continue
             self._register(ep.load, name=ep.name, distribution=dist, version=version,
                            module=ep.value)
+        if wanted:
+            self._record_unmatched(wanted, eps, source)
         self._pm.check_pending()
         return self
+
+    def _record_unmatched(self, wanted: dict[str, str], eps: list[metadata.EntryPoint],
+                          source: str) -> None:
+        """A failed entry for each requested name that no entry point matched."""
+        known = {_canonical(ep.name) for ep in eps}
+        dists = sorted({ep.dist.name for ep in eps if ep.dist})
+        known |= {_canonical(d) for d in dists}
+        for key, raw in wanted.items():
+            if key in known:
+                continue
+            close = difflib.get_close_matches(raw, dists, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            error = (f"{source} names '{raw}', which matches no installed distribution or entry "
+                     f"point in group '{ENTRY_POINT_GROUP}' (installed: "
+                     f"{', '.join(dists) or 'none'}){hint}")
+            if self.strict:
+                raise PluginError(error)
+            self._plugins.append(PluginInfo(name=raw, distribution=raw, version="-",
+                                            module="-", status="failed", error=error))
 
     def register_plugin(
         self,
@@ -239,7 +268,9 @@ class Registry:
             for impl in self._pm.hook.register_components.get_hookimpls():
                 if impl.plugin is obj:
                     impl.function(registry=staging)
-        except Exception as exc:  # a broken plugin must not take the others down
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (even sys.exit) must not take others down
             if registered:
                 self._pm.unregister(obj)
             info.status = "failed"
@@ -259,7 +290,9 @@ class Registry:
         """Let each loaded plugin add CLI sub-commands; a failing hook marks its plugin failed.
 
         ``validate(app)`` runs after each plugin's hook; an exception from it (e.g. the plugin
-        tried to replace a built-in command) counts as that plugin's failure.
+        tried to replace a built-in command) counts as that plugin's failure. A failed plugin's
+        components are removed from the registry: a failed plugin contributes no component.
+        (Commands it added before failing are the caller's to drop, e.g. ``validate``'s.)
         """
         by_name = {p.name: p for p in self._plugins}
         for impl in self._pm.hook.register_commands.get_hookimpls():
@@ -267,14 +300,25 @@ class Registry:
                 impl.function(app=app)
                 if validate is not None:
                     validate(app)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 info = by_name.get(impl.plugin_name)
                 message = _one_line(exc)
+                if info is not None:
+                    self._withdraw(info)
+                    info.status, info.error = "failed", f"register_commands: {message}"
                 if self.strict:
                     raise PluginError(f"plugin '{impl.plugin_name}' command hook failed: "
                                       f"{message}") from exc
-                if info is not None:
-                    info.status, info.error = "failed", f"register_commands: {message}"
+
+    def _withdraw(self, info: PluginInfo) -> None:
+        """Remove the components ``info``'s plugin registered."""
+        for kind, name in info.components:
+            spec = self._specs.get((kind, name))
+            if spec is not None and spec.plugin == info.name:
+                del self._specs[(kind, name)]
+        info.components = []
 
     # -- queries ---------------------------------------------------------------------------
     def plugins(self) -> list[PluginInfo]:

@@ -54,3 +54,13 @@ def paired_images(generated: Any, real: Any, name: str) -> tuple[torch.Tensor, t
                          f"same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     a = a if a.is_floating_point() else a.float()
     return a, b.to(device=a.device, dtype=a.dtype)
+
+
+def paired_metadata(metric: str, images: torch.Tensor) -> dict[str, Any]:
+    """The metadata keys every image metric reports, for a pixel-space paired metric
+    (psnr, ssim): no feature extractor or weights, images compared at their own size."""
+    height, width = images.shape[-2:]
+    return {"metric": metric, "feature_extractor": None, "weights_sha256": None,
+            "num_generated": len(images), "num_real": len(images), "num_pairs": len(images),
+            "image_size": [height, width], "resize": f"none ({height}x{width})",
+            "device": str(images.device)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -15,7 +15,9 @@ class MMDRBFConfig(ComponentConfig):
     bandwidth: float | None = Field(
         None, gt=0,
         description="Kernel bandwidth sigma in k(x, y) = exp(-|x - y|² / (2 sigma²)); "
-        "null = median heuristic (median pairwise distance of the pooled sample).")
+        "null = median heuristic: the median pairwise distance of the real sample only (so "
+        "that poor generated samples cannot widen the kernel, and the real-vs-real floor uses "
+        "a bandwidth from the same distribution).")
     scales: list[float] = Field(
         default_factory=lambda: [1.0], min_length=1,
         description="Bandwidth multipliers; the kernel is the sum of one Gaussian per "
@@ -23,7 +25,7 @@ class MMDRBFConfig(ComponentConfig):
     median_points: int = Field(
         2000, ge=2,
         description="Median heuristic on a seeded random subsample of at most this many "
-        "pooled points.")
+        "real points.")
     block_size: int = Field(
         1024, ge=1, description="Rows/columns per kernel block (1024 measured fastest on CPU).")
     seed: int = Field(0, description="Seed of the median-heuristic subsample.")
@@ -129,7 +131,8 @@ class MoonsOverallConfig(ComponentConfig):
 FEATURE_EXTRACTOR_HELP = (
     "Registered feature-extractor name: inception-v3-compat (torch-fidelity's Inception-v3, "
     "the standard of published FID/KID/IS; needs its weights file locally) or lenet-mnist "
-    "(the MNIST classifier shipped with diffctl-metrics; fully offline, MNIST only).")
+    "(the MNIST classifier shipped with diffctl-metrics; fully offline, MNIST only), or any "
+    "feature-extractor a plugin registers.")
 
 
 class InceptionV3CompatConfig(ComponentConfig):
@@ -151,19 +154,28 @@ class LeNetMNISTConfig(ComponentConfig):
         "weights shipped inside diffctl-metrics.")
 
 
+#: devices a metric accepts: auto, or what a run may train on.
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps(:\d+)?)$"
+
+
 class _FidelityConfig(ComponentConfig):
     """Settings shared by the torch-fidelity metrics (fid, kid, isc, prc)."""
 
     feature_extractor: str = Field("inception-v3-compat", description=FEATURE_EXTRACTOR_HELP)
     feature_extractor_weights: str | None = Field(
         None,
-        description="Weights file handed to the feature extractor as its weights_path; null = "
-        "the extractor's default (hub cache for inception-v3-compat, the shipped file for "
-        "lenet-mnist).")
+        description="Weights file handed to the feature extractor as its weights_path "
+        "(overrides feature_extractor_options.weights_path); null = the extractor's default "
+        "(hub cache for inception-v3-compat, the shipped file for lenet-mnist).")
+    feature_extractor_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Config of the feature-extractor component (validated by its own config "
+        "model), e.g. the options of a third-party extractor.")
     device: str = Field(
-        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        "auto", pattern=DEVICE_PATTERN,
         description="Where torch-fidelity runs the extractor: auto (cuda when available), cpu, "
-        "cuda or cuda:N.")
+        "cuda or cuda:N; mps runs it on the CPU (torch-fidelity supports cpu and cuda). A run "
+        "passes its own device here when the option is left at auto.")
     batch_size: int = Field(256, ge=1, description="Images per feature-extractor batch.")
 
 
@@ -181,6 +193,12 @@ class _CachedReferenceConfig(_FidelityConfig):
         "$XDG_CACHE_HOME/diffctl/metrics, else ~/.cache/diffctl/metrics.")
 
 
+REFERENCE_FEATURES_HELP = (
+    "A precomputed .npz of the real images' features (array features, as written by "
+    "save_reference_features); when set, the real images passed to the metric are ignored and "
+    "may be None.")
+
+
 class FIDConfig(_CachedReferenceConfig):
     """Fréchet Inception Distance (Heusel et al. 2017) through torch-fidelity."""
 
@@ -194,6 +212,8 @@ class FIDConfig(_CachedReferenceConfig):
 class KIDConfig(_CachedReferenceConfig):
     """Kernel Inception Distance (Binkowski et al. 2018) through torch-fidelity."""
 
+    reference_features: str | None = Field(
+        None, description=REFERENCE_FEATURES_HELP)
     subsets: int = Field(100, ge=1, description="Number of random subset pairs averaged.")
     subset_size: int = Field(
         1000, ge=2,
@@ -219,6 +239,8 @@ class ISCConfig(_FidelityConfig):
 class PRCConfig(_CachedReferenceConfig):
     """Improved precision and recall (Kynkäänniemi et al. 2019) through torch-fidelity."""
 
+    reference_features: str | None = Field(
+        None, description=REFERENCE_FEATURES_HELP)
     neighborhood: int = Field(
         3, ge=1, description="k of the k-nearest-neighbour balls that approximate each manifold.")
     distance_batch_size: int = Field(
@@ -240,8 +262,9 @@ class LPIPSConfig(ComponentConfig):
         64, ge=0,
         description="Images whose shorter side is below this are bilinearly upsampled so that "
         "it equals min_size (AlexNet's deep layers are 1x1 at 32 px); 0 = never resize.")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-                        description="auto (cuda when available), cpu, cuda or cuda:N.")
+    device: str = Field("auto", pattern=DEVICE_PATTERN,
+                        description="auto (cuda when available), cpu, cuda, cuda:N or mps; a "
+                        "run passes its own device here when the option is left at auto.")
     batch_size: int = Field(64, ge=1, description="Image pairs per batch.")
 
 

@@ -24,11 +24,16 @@ Calling convention: ``metric(generated, real)`` with (N, C, H, W) float images i
 (C = 1 or 3) returns numbers only, the headline under the metric's name. After each call the
 metric's ``metadata`` attribute describes the measurement: extractor, layer, weights file and
 sha256, sample counts, resize mode, device, where the reference came from (``computed``,
-``cache`` or ``stats-file``) and torch-fidelity's version.
+``cache``, ``stats-file`` or ``features-file``) and torch-fidelity's version.
+
+Feature extractors are ``feature-extractor`` components built through diffctl's registry (the
+metrics' ``feature_extractor`` and ``feature_extractor_options``), so a plugin's extractor is
+used exactly like the built-in ones.
 """
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -38,14 +43,7 @@ import numpy as np
 import torch
 
 from diffctl.errors import UsageError
-from diffctl_metrics.configs import (
-    FIDConfig,
-    InceptionV3CompatConfig,
-    ISCConfig,
-    KIDConfig,
-    LeNetMNISTConfig,
-    PRCConfig,
-)
+from diffctl_metrics.configs import FIDConfig, ISCConfig, KIDConfig, PRCConfig
 from diffctl_metrics.feature_extractors.base import (
     FidelityFeatureExtractor,
     resolve_device,
@@ -59,25 +57,44 @@ from diffctl_metrics.stats_cache import (
     write_npz_atomic,
 )
 
-_BUILTIN_EXTRACTORS = {
-    "inception-v3-compat": ("diffctl_metrics.feature_extractors.inception",
-                            "InceptionV3Compat", InceptionV3CompatConfig),
-    "lenet-mnist": ("diffctl_metrics.feature_extractors.lenet", "LeNetMNIST",
-                    LeNetMNISTConfig),
-}
+#: what a feature-extractor component must offer (see ``FidelityFeatureExtractor``)
+_EXTRACTOR_API = ("name", "layers", "layer_for", "extract", "weights_sha256", "describe",
+                  "resize_mode")
 
 
-def create_feature_extractor(name: str, weights: str | None = None) -> FidelityFeatureExtractor:
-    """The ``feature-extractor`` component ``name`` with ``weights_path = weights`` when given.
-    The built-ins are built directly; any other name comes from diffctl's registry."""
-    if name in _BUILTIN_EXTRACTORS:
-        import importlib
-        module, attr, config_cls = _BUILTIN_EXTRACTORS[name]
-        config = config_cls(weights_path=weights)
-        return getattr(importlib.import_module(module), attr)(config)
+def create_feature_extractor(name: str, weights: str | None = None,
+                             options: dict[str, Any] | None = None) -> FidelityFeatureExtractor:
+    """The ``feature-extractor`` component ``name`` from diffctl's registry, built from
+    ``options`` (its own config) with ``weights_path = weights`` when given. The built-ins
+    (``inception-v3-compat``, ``lenet-mnist``) take the same path as a plugin's extractor."""
     from diffctl.registry import get_registry
-    overrides = {"weights_path": weights} if weights is not None else {}
-    return get_registry().create("feature-extractor", name, **overrides)
+    values = dict(options or {})
+    if weights is not None:
+        values["weights_path"] = weights
+    extractor = get_registry().create("feature-extractor", name, values)
+    missing = [a for a in _EXTRACTOR_API if not hasattr(extractor, a)]
+    if missing:
+        raise UsageError(f"feature-extractor '{name}' lacks {', '.join(missing)} (subclass "
+                         "diffctl_metrics.feature_extractors.base.FidelityFeatureExtractor)")
+    return extractor
+
+
+def extractor_options(extractor: FidelityFeatureExtractor) -> dict[str, Any]:
+    """The extractor's config without ``weights_path`` (the weights count by their sha256):
+    part of the feature memo key, the cache key and the identity of reference files, so that
+    an extractor option that changes the features never reuses features made without it."""
+    config = getattr(extractor, "config", None)
+    if not hasattr(config, "model_dump"):
+        return {}
+    return {k: v for k, v in config.model_dump(mode="json").items() if k != "weights_path"}
+
+
+def extraction_device(device: str) -> torch.device:
+    """Where torch-fidelity extracts features for a metric's ``device`` option: ``auto`` ->
+    cuda when available, else cpu; cpu and cuda[:N] as given; any other type (mps) -> cpu,
+    since torch-fidelity's extraction loop knows the CPU and CUDA only."""
+    dev = resolve_device(device)
+    return dev if dev.type in ("cpu", "cuda") else torch.device("cpu")
 
 
 # -- features of image sets, memoised ----------------------------------------------------------
@@ -115,7 +132,8 @@ def clear_feature_memo() -> None:
 def image_features(extractor: FidelityFeatureExtractor, images: _Images,
                    device: torch.device, batch_size: int) -> dict[str, torch.Tensor]:
     """{layer: float32 (N, D)} for all of ``extractor.layers``, memoised per content."""
-    key = (images.sha256, extractor.name, extractor.weights_sha256(), str(device))
+    key = (images.sha256, extractor.name, extractor.weights_sha256(),
+           json.dumps(extractor_options(extractor), sort_keys=True), str(device))
     feats = _MEMO.get(key)
     if feats is None:
         feats = extractor.extract(images.u8, device, batch_size)
@@ -133,7 +151,7 @@ def extract_features(extractor: str | FidelityFeatureExtractor, images: Any,
     torch-fidelity, for an extractor name or component (memoised like the metrics')."""
     if isinstance(extractor, str):
         extractor = create_feature_extractor(extractor)
-    return image_features(extractor, _Images(images, "input"), resolve_device(device),
+    return image_features(extractor, _Images(images, "input"), extraction_device(device),
                           batch_size)
 
 
@@ -173,11 +191,17 @@ def inception_score(logits: torch.Tensor, splits: int = 10, shuffle: bool = True
 
 
 # -- the metrics --------------------------------------------------------------------------------
+#: how the real side of a call was obtained, by reference kind, when it came from a file
+_FILE_SOURCE = {"fid-stats": "stats-file", "features": "features-file"}
+
+
 class _FidelityMetric:
-    """Shared machinery: extractor, device, features, reference cache, metadata."""
+    """Shared machinery: extractor, device, features, reference cache and files, metadata."""
 
     higher_is_better = False
     metric_key = ""  # torch-fidelity's metric name: fid | kid | isc | prc
+    reference_kind: str | None = None  # what the real side is: fid-stats | features | None
+    reference_field: str | None = None  # the config field of a precomputed reference file
 
     def __init__(self, config: Any):
         self.config = config
@@ -188,32 +212,49 @@ class _FidelityMetric:
     @property
     def extractor(self) -> FidelityFeatureExtractor:
         if self._extractor is None:
-            self._extractor = create_feature_extractor(self.config.feature_extractor,
-                                                       self.config.feature_extractor_weights)
+            cfg = self.config
+            self._extractor = create_feature_extractor(cfg.feature_extractor,
+                                                       cfg.feature_extractor_weights,
+                                                       cfg.feature_extractor_options)
         return self._extractor
 
     @property
     def layer(self) -> str:
         return self.extractor.layer_for(self.metric_key)
 
+    @property
+    def device(self) -> torch.device:
+        """The device the extractor runs on (see :func:`extraction_device`)."""
+        return extraction_device(self.config.device)
+
     def _features(self, images: _Images) -> torch.Tensor:
-        feats = image_features(self.extractor, images, resolve_device(self.config.device),
-                               self.config.batch_size)
+        feats = image_features(self.extractor, images, self.device, self.config.batch_size)
         return feats[self.layer]
 
-    def _reference(self, real: _Images, kind: str,
-                   compute: Callable[[], dict[str, np.ndarray]]
-                   ) -> tuple[dict[str, np.ndarray], str]:
-        """``compute()`` for the real images, through the on-disk cache when enabled.
-        Returns the arrays and where they came from (``computed`` or ``cache``); the cache
-        file is remembered for the report."""
+    # -- the real side -------------------------------------------------------------------------
+    def _compute_reference(self, real: _Images) -> dict[str, np.ndarray]:
+        """The real side from the images: {mu, sigma} (fid-stats) or {features}."""
+        feats = self._features(real)
+        if self.reference_kind == "fid-stats":
+            return gaussian_stats(feats)
+        return {"features": feats.numpy()}
+
+    def _reference(self, real: _Images) -> tuple[dict[str, np.ndarray], str]:
+        """The real side of ``real``, through the on-disk cache when enabled. Returns the
+        arrays and where they came from (``computed`` or ``cache``); the cache file is
+        remembered for the report."""
         self._reference_path = None
+        compute = lambda: self._compute_reference(real)  # noqa: E731
         if not getattr(self.config, "cache", False):
             return compute(), "computed"
-        ext = self.extractor
+        import torch_fidelity
+        ext, kind = self.extractor, str(self.reference_kind)
         key = reference_key(kind=kind, images_sha256=real.sha256, shape=real.shape,
                             extractor=ext.name, layer=self.layer,
-                            weights_sha256=ext.weights_sha256())
+                            weights_sha256=ext.weights_sha256(),
+                            extractor_options=extractor_options(ext),
+                            fidelity_version=torch_fidelity.__version__,
+                            device_type=self.device.type)
         cache = StatsCache(self.config.cache_dir)
         hit = cache.get(kind, key, ext.name)
         self._reference_path = str(cache.path(kind, key, ext.name))
@@ -221,40 +262,109 @@ class _FidelityMetric:
             return hit, "cache"
         arrays = compute()
         cache.put(kind, key, ext.name, arrays,
-                  {**self._identity(), "num_samples": real.shape[0], "shape": real.shape})
+                  {**self._identity(), "num_samples": real.shape[0], "shape": real.shape,
+                   "device_type": self.device.type})
         return arrays, "computed"
 
+    def _real_side(self, real: Any) -> tuple[dict[str, np.ndarray], str, int | None]:
+        """(arrays, source, number of real images): from the configured reference file, else
+        from ``real`` (through the cache)."""
+        configured = getattr(self.config, str(self.reference_field), None)
+        if configured:
+            arrays, num = self.load_reference(configured)
+            self._reference_path = str(Path(configured).expanduser())
+            return arrays, _FILE_SOURCE[str(self.reference_kind)], num
+        ref = _Images(real, f"real (or set {self.reference_field})")
+        arrays, source = self._reference(ref)
+        return arrays, source, ref.shape[0]
+
     def _identity(self) -> dict[str, Any]:
-        return {**self.extractor.describe(), "feature_layer": self.layer}
+        ext = self.extractor
+        return {**ext.describe(), "feature_extractor": ext.name,
+                "feature_extractor_options": extractor_options(ext),
+                "weights_sha256": ext.weights_sha256(), "feature_layer": self.layer}
 
-    reference_kind: str | None = None  # what the real side caches: fid-stats | features
+    def prepare_reference(self, real: Any, folder: str | Path | None = None
+                          ) -> tuple[str, dict[str, Any]]:
+        """Compute the real side once, before many calls with the same ``real``, e.g. in the
+        parent of ``diffctl eval --checkpoints all`` before its worker processes start.
 
-    def prepare_reference(self, real: Any) -> str:
-        """Compute and cache the real side once, before many calls with the same ``real``
-        (``diffctl eval --checkpoints all`` calls it in the parent so that its worker
-        processes all hit the cache). Returns ``computed``, ``cache`` or ``none``."""
-        if (self.reference_kind is None or not getattr(self.config, "cache", False)
-                or getattr(self.config, "reference_stats", None)):
-            return "none"
+        Returns ``(source, options)``: ``source`` is ``computed``, ``cache`` or ``none``
+        (nothing to prepare: no real side, or a reference file already configured), and
+        ``options`` are config overrides under which a fresh metric uses the prepared result
+        instead of computing it again. With the cache on, the result is a cache entry and
+        ``options`` is empty; with ``cache: false`` it is written to ``folder`` as a reference
+        file (fid: ``reference_stats``, kid/prc: ``reference_features``) that ``options``
+        names; without a ``folder`` nothing is prepared then."""
+        if self.reference_kind is None or getattr(self.config, str(self.reference_field),
+                                                  None):
+            return "none", {}
+        if getattr(self.config, "cache", False):
+            return self._reference(_Images(real, "real"))[1], {}
+        if folder is None:
+            return "none", {}
+        path = Path(folder) / f"{self.metric_key}-{self.reference_kind}.npz"
+        self.save_reference(real, path)
+        return "computed", {str(self.reference_field): str(path)}
+
+    def save_reference(self, real: Any, path: str | Path) -> Path:
+        """Write the real side of ``real`` to an ``.npz`` usable as this metric's reference
+        file (its arrays, ``num_samples``, and the extractor identity in ``meta``)."""
         ref = _Images(real, "real")
-        if self.reference_kind == "fid-stats":
-            compute = lambda: gaussian_stats(self._features(ref))  # noqa: E731
-        else:
-            compute = lambda: {"features": self._features(ref).numpy()}  # noqa: E731
-        return self._reference(ref, self.reference_kind, compute)[1]
+        arrays, _ = self._reference(ref)
+        path = Path(path).expanduser()
+        write_npz_atomic(path, {**arrays, "num_samples": np.array(ref.shape[0])},
+                         {**self._identity(), "kind": self.reference_kind, "shape": ref.shape,
+                          "images_sha256": ref.sha256})
+        return path
 
-    def _report(self, generated: _Images, real: _Images | None, **extra: Any) -> None:
+    def load_reference(self, path: str | Path) -> tuple[dict[str, np.ndarray], int | None]:
+        """The arrays of a reference file and its image count (None when unknown), checked
+        against this metric's extractor, layer and weights when the file records them."""
+        field = self.reference_field
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{field} file not found: {path}")
+        try:
+            arrays, meta = read_npz(path)
+        except Exception as exc:
+            raise UsageError(f"cannot read {field} {path}: {type(exc).__name__}: "
+                             f"{exc}") from None
+        ext = self.extractor
+        checks: tuple[tuple[str, Callable[[], Any]], ...] = (
+            ("feature_extractor", lambda: ext.name), ("feature_layer", lambda: self.layer),
+            ("weights_sha256", ext.weights_sha256),
+            ("feature_extractor_options", lambda: extractor_options(ext)))
+        for key, mine in checks:
+            if key in meta and meta[key] != mine():
+                raise UsageError(f"{field} {path} were computed with {key} "
+                                 f"{meta[key]}, not {mine()}")
+        num = int(arrays["num_samples"]) if "num_samples" in arrays else None
+        return self._checked_reference(path, arrays), num
+
+    def _checked_reference(self, path: Path, arrays: dict[str, np.ndarray]
+                           ) -> dict[str, np.ndarray]:
+        """The reference arrays this metric needs from a file (subclasses check shapes)."""
+        features = arrays.get("features")
+        if features is None or features.ndim != 2:
+            raise UsageError(f"{self.reference_field} {path} lacks a 2-D array features")
+        return {"features": features}
+
+    def _report(self, generated: _Images, num_real: int | None, **extra: Any) -> None:
+        """Fill ``metadata`` (the keys are listed in the package README)."""
         import torch_fidelity
         height, width = generated.shape[-2:]
         self.metadata = {
             "metric": self.metric_key,
             **self._identity(),
             "num_generated": generated.shape[0],
-            "num_real": real.shape[0] if real is not None else None,
+            "num_real": num_real,
             "image_size": [height, width],
             "resize": self.extractor.resize_mode(height, width),
-            "device": str(resolve_device(self.config.device)),
+            "reference": None,
             "reference_path": self._reference_path,
+            "device": str(self.device),
+            "device_requested": self.config.device,
             "torch_fidelity_version": torch_fidelity.__version__,
             **extra,
         }
@@ -270,102 +380,69 @@ class FID(_FidelityMetric):
 
     metric_key = "fid"
     reference_kind = "fid-stats"
+    reference_field = "reference_stats"
 
     def __init__(self, config: FIDConfig | None = None):
         super().__init__(config or FIDConfig())
 
     def __call__(self, generated: Any, real: Any = None) -> dict[str, float]:
         gen = _Images(generated, "generated")
-        stats_real, source, ref, num_real = self._real_stats(real)  # first: fails fast
+        stats_real, source, num_real = self._real_side(real)  # first: fails fast
         stats_gen = gaussian_stats(self._features(gen))
         value = frechet_distance(stats_gen, stats_real)
-        self._report(gen, ref, reference=source)
-        if num_real is not None:
-            self.metadata["num_real"] = num_real
+        self._report(gen, num_real, reference=source)
         return {"fid": value}
-
-    def _real_stats(self, real: Any) -> tuple[dict[str, np.ndarray], str, _Images | None,
-                                              int | None]:
-        if self.config.reference_stats:
-            stats, num = self.load_reference_stats(self.config.reference_stats)
-            self._reference_path = str(Path(self.config.reference_stats).expanduser())
-            return stats, "stats-file", None, num
-        ref = _Images(real, "real (or set reference_stats)")
-        stats, source = self._reference(ref, "fid-stats",
-                                        lambda: gaussian_stats(self._features(ref)))
-        return stats, source, ref, ref.shape[0]
 
     def reference_stats(self, real: Any) -> dict[str, np.ndarray]:
         """{mu, sigma} of ``real`` with this metric's extractor (through the cache)."""
-        ref = _Images(real, "real")
-        stats, _ = self._reference(ref, "fid-stats", lambda: gaussian_stats(self._features(ref)))
-        return stats
+        return self._reference(_Images(real, "real"))[0]
 
     def save_reference_stats(self, real: Any, path: str | Path) -> Path:
         """Write the statistics of ``real`` to an ``.npz`` usable as ``reference_stats``
         (arrays ``mu``, ``sigma``, ``num_samples``; the extractor identity in ``meta``)."""
-        ref = _Images(real, "real")
-        stats = self.reference_stats(real)
-        path = Path(path).expanduser()
-        write_npz_atomic(path, {"mu": stats["mu"], "sigma": stats["sigma"],
-                                "num_samples": np.array(ref.shape[0])},
-                         {**self._identity(), "shape": ref.shape,
-                          "images_sha256": ref.sha256})
-        return path
+        return self.save_reference(real, path)
 
     def load_reference_stats(self, path: str | Path) -> tuple[dict[str, np.ndarray], int | None]:
         """{mu, sigma} from an ``.npz`` (ours or pytorch-fid's), checked against this metric's
         extractor when the file says which one it was computed with."""
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise UsageError(f"reference_stats file not found: {path}")
-        try:
-            arrays, meta = read_npz(path)
-        except Exception as exc:
-            raise UsageError(f"cannot read reference_stats {path}: {type(exc).__name__}: "
-                             f"{exc}") from None
+        return self.load_reference(path)
+
+    def _checked_reference(self, path: Path, arrays: dict[str, np.ndarray]
+                           ) -> dict[str, np.ndarray]:
         if "mu" not in arrays or "sigma" not in arrays:
             raise UsageError(f"reference_stats {path} lacks the arrays mu and sigma")
-        ext = self.extractor
-        checks: tuple[tuple[str, Callable[[], str]], ...] = (
-            ("feature_extractor", lambda: ext.name), ("feature_layer", lambda: self.layer),
-            ("weights_sha256", ext.weights_sha256))
-        for field, mine in checks:
-            if field in meta and meta[field] != mine():
-                raise UsageError(f"reference_stats {path} were computed with {field} "
-                                 f"{meta[field]}, not {mine()}")
         mu, sigma = arrays["mu"], arrays["sigma"]
         if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
             raise UsageError(f"reference_stats {path}: mu {mu.shape} / sigma {sigma.shape} are "
                              "not a mean vector and its covariance")
-        num = int(arrays["num_samples"]) if "num_samples" in arrays else None
-        return {"mu": mu, "sigma": sigma}, num
+        return {"mu": mu, "sigma": sigma}
 
 
 class KID(_FidelityMetric):
     """``kid``: unbiased polynomial-kernel MMD² of the features, averaged over subsets.
 
     Returns ``{"kid": mean, "kid_std": std over subsets, "kid_subset_size": size used}``.
-    Centred on zero (it can be slightly negative); lower is better.
+    Centred on zero (it can be slightly negative); lower is better. The real side is
+    ``reference_features`` when set, else the features of ``real`` (through the cache).
     """
 
     metric_key = "kid"
     reference_kind = "features"
+    reference_field = "reference_features"
 
     def __init__(self, config: KIDConfig | None = None):
         super().__init__(config or KIDConfig())
 
-    def __call__(self, generated: Any, real: Any) -> dict[str, float]:
+    def __call__(self, generated: Any, real: Any = None) -> dict[str, float]:
         from torch_fidelity.metric_kid import (
             KEY_METRIC_KID_MEAN,
             KEY_METRIC_KID_STD,
             kid_featuresdict_to_metric,
         )
         cfg = self.config
-        gen, ref = _Images(generated, "generated"), _Images(real, "real")
+        gen = _Images(generated, "generated")
+        arrays, source, num_real = self._real_side(real)
         feats_gen = self._features(gen)
-        arrays, source = self._reference(
-            ref, "features", lambda: {"features": self._features(ref).numpy()})
         feats_real = torch.from_numpy(arrays["features"])
         size = min(cfg.subset_size, len(feats_gen), len(feats_real))
         if size < 2:
@@ -375,9 +452,13 @@ class KID(_FidelityMetric):
             kid_subsets=cfg.subsets, kid_subset_size=size, kid_kernel="poly",
             kid_kernel_poly_degree=cfg.degree, kid_kernel_poly_gamma=cfg.gamma,
             kid_kernel_poly_coef0=cfg.coef0, rng_seed=cfg.seed, verbose=False)
-        self._report(gen, ref, reference=source, subsets=cfg.subsets, subset_size=size)
+        self._report(gen, num_real, reference=source, subsets=cfg.subsets, subset_size=size)
         return {"kid": float(out[KEY_METRIC_KID_MEAN]), "kid_std": float(out[KEY_METRIC_KID_STD]),
                 "kid_subset_size": float(size)}
+
+    def save_reference_features(self, real: Any, path: str | Path) -> Path:
+        """Write the features of ``real`` to an ``.npz`` usable as ``reference_features``."""
+        return self.save_reference(real, path)
 
 
 class ISC(_FidelityMetric):
@@ -408,17 +489,19 @@ class PRC(_FidelityMetric):
 
     Returns ``{"prc": F1 of the two, "prc_precision": ..., "prc_recall": ...}``; higher is
     better. Precision: share of generated images within some real image's k-NN ball;
-    recall: share of real images within some generated image's k-NN ball.
+    recall: share of real images within some generated image's k-NN ball. The real side is
+    ``reference_features`` when set, else the features of ``real`` (through the cache).
     """
 
     higher_is_better = True
     metric_key = "prc"
     reference_kind = "features"
+    reference_field = "reference_features"
 
     def __init__(self, config: PRCConfig | None = None):
         super().__init__(config or PRCConfig())
 
-    def __call__(self, generated: Any, real: Any) -> dict[str, float]:
+    def __call__(self, generated: Any, real: Any = None) -> dict[str, float]:
         from torch_fidelity.metric_prc import (
             KEY_METRIC_F_SCORE,
             KEY_METRIC_PRECISION,
@@ -426,19 +509,23 @@ class PRC(_FidelityMetric):
             prc_featuresdict_to_metric,
         )
         cfg = self.config
-        gen, ref = _Images(generated, "generated"), _Images(real, "real")
+        gen = _Images(generated, "generated")
         k = cfg.neighborhood
-        if min(gen.shape[0], ref.shape[0]) <= k:
+        arrays, source, num_real = self._real_side(real)
+        feats_real = torch.from_numpy(arrays["features"])
+        if min(gen.shape[0], len(feats_real)) <= k:
             raise UsageError(f"precision/recall with neighborhood {k} needs more than {k} "
                              "images on each side")
         feats_gen = self._features(gen)
-        arrays, source = self._reference(
-            ref, "features", lambda: {"features": self._features(ref).numpy()})
         out = prc_featuresdict_to_metric(
-            {self.layer: feats_gen}, {self.layer: torch.from_numpy(arrays["features"])},
+            {self.layer: feats_gen}, {self.layer: feats_real},
             self.layer, prc_neighborhood=k, prc_batch_size=cfg.distance_batch_size,
             save_cpu_ram=True, verbose=False)
-        self._report(gen, ref, reference=source, neighborhood=k)
+        self._report(gen, num_real, reference=source, neighborhood=k)
         return {"prc": float(out[KEY_METRIC_F_SCORE]),
                 "prc_precision": float(out[KEY_METRIC_PRECISION]),
                 "prc_recall": float(out[KEY_METRIC_RECALL])}
+
+    def save_reference_features(self, real: Any, path: str | Path) -> Path:
+        """Write the features of ``real`` to an ``.npz`` usable as ``reference_features``."""
+        return self.save_reference(real, path)

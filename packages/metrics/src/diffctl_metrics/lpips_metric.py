@@ -98,8 +98,8 @@ class LPIPS:
 
     Returns ``{"lpips": mean, "lpips_std": std over pairs}``; lower is better. Grey images are
     repeated to three channels; images with a side below ``min_size`` are upsampled
-    bilinearly first. ``metadata`` after a call: backbone, weights file and sha256, linear-head
-    sha256, pair count, resize mode, device.
+    bilinearly first. ``metadata`` after a call: extractor (``lpips-<net>``), backbone, weights
+    file and sha256, linear-head sha256, image and pair counts, resize mode, device.
     """
 
     higher_is_better = False
@@ -156,10 +156,12 @@ class LPIPS:
         assert self._weights is not None
         height, width = gen.shape[-2:]
         self.metadata = {
-            "metric": "lpips", "net": self.config.net, "version": "0.1",
+            "metric": "lpips", "feature_extractor": f"lpips-{self.config.net}",
+            "net": self.config.net, "version": "0.1",
             "weights_path": str(self._weights), "weights_sha256": file_sha256(self._weights),
             "linear_heads_sha256": file_sha256(linear_heads_path(self.config.net)),
-            "num_pairs": len(d), "image_size": [height, width],
+            "num_generated": len(d), "num_real": len(d), "num_pairs": len(d),
+            "image_size": [height, width],
             "resize": self.resize_mode(height, width), "device": str(device),
         }
         return {"lpips": float(d.mean()), "lpips_std": float(d.std()) if len(d) > 1 else 0.0}

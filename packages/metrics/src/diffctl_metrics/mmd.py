@@ -7,6 +7,15 @@ For samples X = (x_1..x_m) and Y = (y_1..y_n) and a kernel k::
 
 It is centred on zero when X and Y come from the same distribution, so it can be slightly
 negative; compare it with its real-vs-real floor (``diffctl.evaluation.floor``).
+
+Bandwidth. The median heuristic (median pairwise distance) is taken over the *real* sample
+only. Over the pooled sample, poor generated points (spread out, or far from the data) would
+inflate the bandwidth, and a wider kernel shrinks MMD: the worse the samples, the more lenient
+the metric. It would also make the kernel of ``metric(generated, real)`` differ from the one
+of the floor ``metric(real_a, real_b)``. From the real sample alone, the kernel is a property
+of the data distribution and the sample size: the evaluation and its floor use the same
+bandwidth up to the sampling noise of a median of real points. Set ``bandwidth`` to fix the
+kernel exactly (e.g. to compare runs on different real draws).
 """
 
 from __future__ import annotations
@@ -92,7 +101,9 @@ class RBFMMD:
     """``mmd-rbf``: unbiased MMD² with a (multi-scale) Gaussian kernel.
 
     Returns ``{"mmd-rbf": MMD²_u, "mmd_bandwidth": sigma}``, sigma being the base bandwidth
-    (fixed, or the median heuristic on the pooled sample) before the ``scales`` multipliers.
+    (fixed, or the median heuristic on the real sample: see the module docstring) before the
+    ``scales`` multipliers. Not symmetric in its arguments when the bandwidth is the median
+    heuristic (only ``real`` sets it).
     """
 
     higher_is_better = False
@@ -104,8 +115,7 @@ class RBFMMD:
         cfg = self.config
         x = as_tensor(generated)
         y = as_tensor(real, device=x.device)
-        sigma = cfg.bandwidth or median_heuristic(torch.cat([x, y]), cfg.median_points,
-                                                  cfg.seed)
+        sigma = cfg.bandwidth or median_heuristic(y, cfg.median_points, cfg.seed)
         value = mmd2_rbf(x, y, [sigma * s for s in cfg.scales], cfg.block_size)
         return {"mmd-rbf": value, "mmd_bandwidth": float(sigma)}
 

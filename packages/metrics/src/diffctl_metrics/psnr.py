@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from diffctl_metrics._common import paired_images
+from diffctl_metrics._common import paired_images, paired_metadata
 from diffctl_metrics.configs import PSNRConfig
 
 PEAK = 2.0  # max - min of [-1, 1]
@@ -34,7 +34,8 @@ class PSNR:
     """``psnr``: mean per-image PSNR (dB) between ``generated[i]`` and ``real[i]``.
 
     Returns ``{"psnr": mean, "psnr_std": std over images, "psnr_mse": mean MSE}``; higher is
-    better. ``metadata`` after a call: image count and the range convention.
+    better. ``metadata`` after a call: image counts, size (no resize, no extractor) and
+    the range convention.
     """
 
     higher_is_better = True
@@ -48,7 +49,7 @@ class PSNR:
         a, b = paired_images(generated, real, "psnr")
         values = psnr_per_image(a, b, self.config.max_db)
         mse = (a.double().clamp(-1, 1) - b.double().clamp(-1, 1)).square().mean()
-        self.metadata = {"metric": "psnr", "num_pairs": len(values), "data_range": "[-1, 1]",
+        self.metadata = {**paired_metadata("psnr", a), "data_range": "[-1, 1]",
                          "peak": PEAK, "max_db": self.config.max_db}
         std = float(values.std()) if len(values) > 1 else 0.0
         return {"psnr": float(values.mean()), "psnr_std": std, "psnr_mse": float(mse)}

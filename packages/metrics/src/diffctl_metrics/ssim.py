@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from diffctl.errors import UsageError
-from diffctl_metrics._common import paired_images
+from diffctl_metrics._common import paired_images, paired_metadata
 from diffctl_metrics.configs import SSIMConfig
 
 DATA_RANGE = 2.0
@@ -63,7 +63,8 @@ class SSIM:
     """``ssim``: mean SSIM between ``generated[i]`` and ``real[i]``.
 
     Returns ``{"ssim": mean, "ssim_std": std over images}``; higher is better (1 = identical).
-    ``metadata`` after a call: image count and the window settings.
+    ``metadata`` after a call: image counts, size (no resize, no extractor) and
+    the window settings.
     """
 
     higher_is_better = True
@@ -77,7 +78,7 @@ class SSIM:
         cfg = self.config
         a, b = paired_images(generated, real, "ssim")
         values = ssim_per_image(a, b, cfg.window_size, cfg.sigma, cfg.k1, cfg.k2)
-        self.metadata = {"metric": "ssim", "num_pairs": len(values), "data_range": "[-1, 1]",
+        self.metadata = {**paired_metadata("ssim", a), "data_range": "[-1, 1]",
                          "window": f"gaussian {cfg.window_size}x{cfg.window_size}, "
                                    f"sigma {cfg.sigma}", "k1": cfg.k1, "k2": cfg.k2}
         std = float(values.std()) if len(values) > 1 else 0.0

@@ -7,7 +7,10 @@ Key. torch-fidelity's own cache is keyed by a dataset name and the extractor's n
 new weights under the same name would silently reuse stale statistics. Here the key is the
 sha256 of a canonical JSON of: the sha256 of the real images' uint8 bytes with their shape (the
 identity of dataset, split and sample count in one, robust to any naming), the extractor name,
-the layer, and the sha256 of the weights file. Any change to any of them is a different entry.
+the layer, the sha256 of the weights file, torch-fidelity's version (its extraction loop and
+statistics) and the device type the features were computed on (``cpu`` or ``cuda``: their
+kernels differ in the last bits), plus the extractor's other settings (a plugin extractor's
+options). Any change to any of them is a different entry.
 
 Storage. One ``.npz`` per entry (numpy arrays, read back with ``allow_pickle=False``) plus a
 ``meta`` string of JSON describing it; written to a temporary file in the same folder and
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 
 CACHE_ENV = "DIFFCTL_CACHE"
-KEY_VERSION = 1
+KEY_VERSION = 2
 
 
 def cache_root() -> Path:
@@ -57,12 +60,16 @@ def content_sha256(array: Any) -> str:
 
 
 def reference_key(*, kind: str, images_sha256: str, shape: tuple[int, ...], extractor: str,
-                  layer: str, weights_sha256: str) -> str:
+                  layer: str, weights_sha256: str, fidelity_version: str,
+                  device_type: str, extractor_options: dict[str, Any] | None = None) -> str:
     """The cache key: sha256 of the canonical JSON of every input the cached value depends on.
-    ``kind`` is ``fid-stats`` or ``features``."""
+    ``kind`` is ``fid-stats`` or ``features``; ``fidelity_version`` is torch-fidelity's
+    ``__version__``, ``device_type`` the ``torch.device.type`` of the extraction and
+    ``extractor_options`` the extractor's other config (a plugin extractor's settings)."""
     parts = {"version": KEY_VERSION, "kind": kind, "images_sha256": images_sha256,
              "shape": list(shape), "extractor": extractor, "layer": layer,
-             "weights_sha256": weights_sha256}
+             "weights_sha256": weights_sha256, "torch_fidelity": fidelity_version,
+             "device_type": device_type, "extractor_options": extractor_options or {}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -14,18 +14,19 @@ from torch import nn
 from diffctl_models.utils import make_activation
 
 
-def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0,
+                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Fixed features ``[sin(t w_i), cos(t w_i)]``, ``w_i = max_period^(-i / (dim // 2))``.
 
     The transformer position encoding (Vaswani et al. 2017, sec. 3.5), as used for diffusion
     timesteps by Ho et al. 2020, with sines and cosines concatenated rather than interleaved.
-    ``t`` (B,) of any numeric dtype, in timestep units; returns (B, dim) float32. An odd
+    ``t`` (B,) of any numeric dtype, in timestep units; returns (B, dim) of ``dtype``. An odd
     ``dim`` gets a trailing zero column. Pure: no parameters, no state.
     """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period)
-                      * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.to(torch.float32)[:, None] * freqs[None, :]
+                      * torch.arange(half, dtype=dtype, device=t.device) / half)
+    args = t.to(dtype)[:, None] * freqs[None, :]
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
     if dim % 2:
         emb = nn.functional.pad(emb, (0, 1))
@@ -58,10 +59,11 @@ class TimeEmbedding(nn.Module):
                                  nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
+        dtype = self.mlp[0].weight.dtype  # float64 models get float64 features
         if self.kind == "sinusoidal":
-            features = sinusoidal_embedding(t, self.frequency_dim)
+            features = sinusoidal_embedding(t, self.frequency_dim, dtype=dtype)
         else:
-            features = (t.to(torch.float32) / self.num_train_timesteps)[:, None]
+            features = (t.to(dtype) / self.num_train_timesteps)[:, None]
         return self.mlp(features)
 
 

@@ -36,7 +36,7 @@ class ResidualBlock(nn.Module):
 class ResidualMLPDenoiser(nn.Module):
     """Input projection, ``num_blocks`` :class:`ResidualBlock` s, output projection.
 
-    Defaults: width 512, 5 blocks, time embedding 64, SiLU, dropout 0.0 (off; the 2-D sets
+    Defaults: width 512, 5 blocks, time embedding 64, ReLU, dropout 0.0 (off; the 2-D sets
     are large next to the model). Every block receives the time embedding (added, see
     :class:`ResidualBlock`). BatchNorm makes training batch-dependent (train with B >= 2); in
     eval mode the running statistics are used, so outputs do not depend on the batch.

@@ -1,9 +1,9 @@
 """``diffctl list`` and ``diffctl show``: what the installed plugins provide.
 
 Both read only the registry's light specs (config models and summaries), so they never import
-torch; the one exception is ``show`` for a kind with a details hook (a denoiser's parameter
-count builds the model). Plugin-provided text is escaped before rich renders it, so a summary
-or error containing ``[...]`` is printed as written.
+torch; only ``show --details`` builds the component (a denoiser's parameter count).
+Plugin-provided text is escaped before rich renders it, so a summary or error containing
+``[...]`` is printed as written.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from diffctl.errors import DiffctlError
 
 if TYPE_CHECKING:
     from diffctl.registry import ComponentSpec, PluginInfo, Registry
@@ -132,27 +134,38 @@ def list_command(
 
 
 # -- diffctl show -----------------------------------------------------------------------------
-def _denoiser_details(spec: ComponentSpec) -> dict[str, Any]:
-    """Parameter count of the default-config model (imports torch: denoisers only)."""
-    model = spec.create()
+def _denoiser_details(spec: ComponentSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Parameter count of the model built with ``options`` (imports torch)."""
+    model = spec.create(options)
     return {"parameters": sum(p.numel() for p in model.parameters())}
 
 
-#: Extra facts ``show`` reports for a kind; each hook gets the spec and returns name -> value.
-DETAILS: dict[str, Callable[[ComponentSpec], dict[str, Any]]] = {
+#: Facts ``show --details`` computes for a kind by building the component (so they import
+#: torch, which a plain ``show`` never does); each hook gets the spec and the options.
+DETAILS: dict[str, Callable[[ComponentSpec, dict[str, Any]], dict[str, Any]]] = {
     "denoiser": _denoiser_details,
 }
 
 
-def _details(spec: ComponentSpec) -> dict[str, Any]:
+def _details(spec: ComponentSpec, options: dict[str, Any]) -> dict[str, Any]:
     """The kind's details, or ``{"error": ...}``: a failing hook must not hide the config."""
     hook = DETAILS.get(spec.kind)
     if hook is None:
         return {}
     try:
-        return hook(spec)
+        return hook(spec, options)
+    except DiffctlError:
+        raise  # an invalid --set value: the usual one-line error
     except Exception as exc:  # the config table is still worth showing
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
+def _show_options(spec: ComponentSpec, overrides: list[str]) -> dict[str, Any]:
+    """``--set field=value`` pairs as a validated config dict of ``spec``."""
+    from diffctl.runs.config import apply_overrides
+
+    values = apply_overrides({}, overrides)
+    return spec.make_config(values).model_dump(mode="json")
 
 
 def _type_name(annotation: Any) -> str:
@@ -183,6 +196,12 @@ def show_command(
     name: Annotated[str, typer.Argument(help="Component name, e.g. ddim.")],
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the config's JSON schema and defaults.")] = False,
+    details: Annotated[bool, typer.Option(
+        "--details", "--params", help="Build the component and report facts about it "
+        "(denoisers: the parameter count); imports torch.")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Config field for --details, e.g. size_factor=0.1 (repeatable).")]
+    = None,
 ) -> None:
     """A component's summary, origin and config fields (type, default, description)."""
     from diffctl import get_registry
@@ -191,12 +210,14 @@ def show_command(
     kind = resolve_kind(registry, kind)
     spec = registry.get(kind, name)
     rows = config_rows(spec)
-    details = _details(spec)
+    options = _show_options(spec, set_ or [])
+    facts = _details(spec, options) if details else {}
     if as_json:
         _echo_json({"kind": kind, "name": name, "summary": spec.summary, "plugin": spec.plugin,
                     "distribution": spec.distribution, "version": spec.version,
                     "defaults": {r["name"]: r["default"] for r in rows if not r["required"]},
-                    "config": spec.config.model_json_schema(), "details": details})
+                    "config": spec.config.model_json_schema(), "details": facts,
+                    **({"options": options} if set_ else {})})
         return
     console = _console()
     console.print(f"[bold]{escape(kind)} {escape(name)}[/]: {escape(spec.summary)}")
@@ -210,9 +231,13 @@ def show_command(
         table.add_row(escape(r["name"]), escape(r["type"]), escape(default),
                       escape(r["description"]))
     console.print(table)
-    for key, value in details.items():
+    if set_:
+        console.print("with " + escape(", ".join(set_)))
+    for key, value in facts.items():
         text = f"{value:,}" if isinstance(value, int) else str(value)
         console.print(f"{escape(key)}: {escape(text)}")
+    if not details and kind in DETAILS:
+        console.print("[dim](--details builds it and reports the parameter count)[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -72,20 +72,13 @@ def _progress():
     return progress, on_step
 
 
-def _print_report(report: dict) -> None:
-    ev = report.get("eval")
-    train = report["train"]
-    console.print(f"[bold]run[/] {report['run']}  device {train['device']}  "
-                  f"params {train['parameters']:,}  epochs {train['epoch']}  "
-                  f"steps {train['step']}  train {train['train_seconds']:.1f} s")
-    if not ev:
-        return
-    table = Table(title=f"metrics on {ev['num_samples']} samples "
-                  f"(sampling {ev['sample_seconds']:.1f} s)")
+def _metrics_table(title: str, values: dict, floors: dict) -> Table:
+    """Each value next to its real-vs-real floor (mean, p95) and the ratio to the mean."""
+    table = Table(title=title)
     for col in ("metric", "value", "floor mean", "floor p95", "value / floor mean"):
         table.add_column(col, justify="right" if col != "metric" else "left")
-    for name, value in ev["metrics"].items():
-        floor = ev["floors"].get(name)
+    for name, value in values.items():
+        floor = floors.get(name)
         if floor:
             # a ratio only means something for floors well above zero; unbiased estimators
             # (MMD^2, KID) centre on zero: compare those with the p95 column instead
@@ -94,11 +87,47 @@ def _print_report(report: dict) -> None:
                           ratio)
         else:
             table.add_row(name, f"{value:.4g}", "", "", "")
+    return table
+
+
+def _print_metrics(title: str, values: dict, floors: dict) -> None:
+    console.print(_metrics_table(title, values, floors))
+
+
+def _print_report(report: dict) -> None:
+    ev = report.get("eval")
+    train = report["train"]
+    console.print(f"[bold]run[/] {report['run']}  device {train['device']}  "
+                  f"params {train['parameters']:,}  epochs {train['epoch']}  "
+                  f"steps {train['step']}  train {train['train_seconds']:.1f} s")
+    if not ev:
+        return
+    table = _metrics_table(f"metrics on {ev['num_samples']} samples "
+                           f"(sampling {ev['sample_seconds']:.1f} s)", ev["metrics"],
+                           ev["floors"])
     rec = ev.get("reconstruction")
     if rec:
         for name, value in rec["metrics"].items():
             table.add_row(f"{name} (x0 from t={rec['t']})", f"{value:.4g}", "", "", "")
     console.print(table)
+    metadata = {**ev.get("metric_metadata", {}), **(rec or {}).get("metric_metadata", {})}
+    for name, md in metadata.items():
+        console.print(f"{name}: {_describe_metadata(md)}", highlight=False)
+
+
+def _describe_metadata(md: dict) -> str:
+    """One line of an image metric's metadata: extractor, weights, counts, resize, device."""
+    parts = []
+    if md.get("feature_extractor"):
+        sha = md.get("weights_sha256")
+        parts.append(md["feature_extractor"] + (f" (weights sha256 {sha[:12]})" if sha else ""))
+    if md.get("num_generated") is not None:
+        real = md.get("num_real")
+        parts.append(f"{md['num_generated']} generated" + (f" vs {real} real" if real else ""))
+    for key in ("resize", "reference", "device"):
+        if md.get(key):
+            parts.append(f"{key} {md[key]}")
+    return ", ".join(parts) or "-"
 
 
 def run(
@@ -166,7 +195,8 @@ def _run_or_train(config, dataset, denoiser, scheduler, sampler, metric, set_, o
         report = run_experiment(cfg, out, resume=resume is not None, on_step=on_step,
                                 evaluate=evaluate)
     finally:
-        progress.stop()
+        if progress.live.is_started:  # stopping a bar that never started prints a blank line
+            progress.stop()
     _print_report(report)
     if plots:
         from diffctl_cli.plots import plot_run
@@ -190,9 +220,12 @@ def sample(
     label: Annotated[int | None, typer.Option(help="Class label for every sample "
                                               "(class-conditional runs).")] = None,
     inpaint: Annotated[str | None, typer.Option(
-        help="Images: fill a masked region of held-out images (left, right, top, bottom, "
-        "center) and report PSNR of the filled region.")] = None,
+        help="Images: keep one region of held-out images (left, right, top, bottom, or "
+        "center: keep the border) and fill the rest; reports PSNR of the filled region and "
+        "SSIM (default 100 images).")] = None,
     set_: SetOpt = None,
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu, cuda or mps (default: the run's train.device).")] = None,
 ) -> None:
     """Draw samples from a trained run with any sampler; writes samples-<sampler>-<steps>.npy."""
     import numpy as np
@@ -211,7 +244,7 @@ def sample(
     )
     from diffctl.samplers.base import Trajectory
 
-    cfg, components, model = load_run_model(run_dir, checkpoint=checkpoint)
+    cfg, components, model = load_run_model(run_dir, checkpoint=checkpoint, device=device)
     registry = get_registry()
     if sampler or set_:
         data = {"name": sampler or cfg.sampler.name}
@@ -235,20 +268,27 @@ def sample(
     n = num_samples or cfg.sample.num_samples
     k = steps or cfg.sample.num_steps
     if inpaint:
+        n = num_samples or min(n, 100)  # held-out images to fill
         _inpaint(run_dir, cfg, components, model, n, k, seed, inpaint, name, registry)
         return
     labels = torch.full((n,), label, dtype=torch.long) if label is not None else None
-    traj = Trajectory(every=max(1, k // 10)) if progressive else None
+    traj = Trajectory(frames=10) if progressive else None  # x_T .. x_0, 10 states
     samples = generate(components, model, n, k, seed, sample_batch_size(cfg, components),
                        traj, labels=labels)
     path = run_dir / f"samples-{name}-{k}.npy"
     np.save(path, samples.numpy())
     console.print(f"wrote {path} ({n} samples, {name}, {k} steps)")
     if cfg.eval.metrics:
+        from diffctl.runs.run import heldout_inputs, metric_options_on
+
+        model_device = next(model.parameters()).device
         real = components.dataset.reference(n, seed + 1)
         values = metric_values(registry, cfg.eval.metrics, samples, real,
-                               cfg.eval.metric_options)
-        console.print_json(json.dumps(values))
+                               metric_options_on(cfg, registry, model_device),
+                               heldout_inputs(cfg, components, model))
+        floor_values = _floors(cfg, registry, cfg.eval.metrics, n) \
+            if cfg.eval.floor_draws else {}
+        _print_metrics(f"metrics on {n} samples ({name}, {k} steps)", values, floor_values)
     if samples.ndim == 2 and samples.shape[1] == 2:
         from diffctl_cli.plots import plot_scatter
 
@@ -268,7 +308,8 @@ def sample(
 
         xs = np.stack([x[:10].numpy() for x in traj.xs])
         out = progression_grid(xs, path.with_name(f"progression-{name}-{k}.png"))
-        console.print(f"progression: {out} ({xs.shape[1]} samples x {xs.shape[0]} steps)")
+        console.print(f"progression: {out} ({xs.shape[1]} samples x {xs.shape[0]} states, x_T "
+                      "to x_0)")
 
 
 def inpaint_mask(kind: str, shape: tuple[int, ...]):
@@ -293,11 +334,17 @@ def inpaint_mask(kind: str, shape: tuple[int, ...]):
 
 
 def _inpaint(run_dir, cfg, components, model, n, k, seed, kind, name, registry) -> None:
-    """Fill the unknown region of held-out images; grid of masked | filled | original."""
-    import numpy as np
+    """Fill the unknown region of ``n`` held-out images (in batches), score the result with
+    the registered ``psnr`` (on the filled region) and ``ssim`` (whole images, whose known
+    part is exact), and write a grid of masked | filled | original rows."""
     import torch
 
-    from diffctl.runs.run import class_labels
+    from diffctl.runs.run import (
+        class_labels,
+        metric_options_on,
+        metric_values,
+        sample_batch_size,
+    )
     from diffctl.samplers.base import Inpaint
     from diffctl.samplers.noise import initial_noise
     from diffctl_cli.image_plots import save_png, tile
@@ -307,20 +354,33 @@ def _inpaint(run_dir, cfg, components, model, n, k, seed, kind, name, registry) 
     test = components.dataset.test_tensor()[:n]
     test_labels = getattr(components.dataset, "test_labels", lambda: None)()
     device = next(model.parameters()).device
-    x_T, gen = initial_noise((len(test), *shape), seed, device=device)
-    cond = class_labels(model, 0, len(test), device,
-                        test_labels[:len(test)] if test_labels is not None else None)
-    out = components.sampler.sample(model, components.scheduler, x_T, k, cond=cond,
-                                    generator=gen, inpaint=Inpaint(mask, test.to(device))).cpu()
-    unknown = (1 - mask).expand_as(test).bool()
-    mse = float(((out - test)[unknown] ** 2).mean())
-    psnr = 10 * np.log10(4.0 / max(mse, 1e-12))  # images span [-1, 1]: peak-to-peak 2
+    batch = sample_batch_size(cfg, components)
+    filled = []
+    for start in range(0, len(test), batch):
+        ref = test[start:start + batch]
+        x_T, gen = initial_noise((len(ref), *shape), seed, offset=start, device=device)
+        cond = class_labels(model, start, len(ref), device,
+                            test_labels if test_labels is not None else None)
+        filled.append(components.sampler.sample(
+            model, components.scheduler, x_T, k, cond=cond, generator=gen,
+            inpaint=Inpaint(mask.to(device), ref.to(device))).cpu())
+    out = torch.cat(filled)
+    rows, cols = torch.nonzero(mask[0, 0] == 0, as_tuple=True)  # the unknown rectangle
+    box = (..., slice(int(rows.min()), int(rows.max()) + 1),
+           slice(int(cols.min()), int(cols.max()) + 1))
+    options = metric_options_on(cfg, registry, device)
+    region = metric_values(registry, ["psnr"], out[box], test[box], options)
+    whole = metric_values(registry, ["ssim"], out, test, options)
     masked = test * mask + (1 - mask) * -1.0
-    rows = torch.stack([masked[:10], out[:10], test[:10]], dim=1).reshape(-1, *shape)
+    grid = torch.stack([masked[:10], out[:10], test[:10]], dim=1).reshape(-1, *shape)
     path = run_dir / f"inpaint-{kind}-{name}-{k}.png"
-    save_png(tile(rows.numpy(), 3), path)  # one row per image: masked, filled, original
+    save_png(tile(grid.numpy(), 3), path)  # one row per image: masked, filled, original
+    report = {"region": kind, "known": kind, "sampler": name, "steps": k, "images": len(test),
+              "psnr_filled_region": region["psnr"], "ssim_whole_image": whole["ssim"]}
+    path.with_suffix(".json").write_text(json.dumps(report, indent=1))
     console.print(f"inpainted {len(test)} held-out images ({kind} known, {name}, {k} steps): "
-                  f"PSNR of the filled region {psnr:.2f} dB; grid: {path}")
+                  f"PSNR of the filled region {region['psnr']:.2f} dB, SSIM of the whole "
+                  f"images {whole['ssim']:.4f}; grid: {path}")
 
 
 def evaluate(
@@ -330,14 +390,20 @@ def evaluate(
     workers: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
     metric: Annotated[list[str] | None, typer.Option(help="Metric (default: the run's).")]
     = None,
-    num_samples: Annotated[int | None, typer.Option(help="Samples per checkpoint.")] = None,
+    num_samples: Annotated[int | None, typer.Option(
+        help="Samples per checkpoint (default: the run's sample.num_samples).")] = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 1,
+    floors: Annotated[bool, typer.Option(help="Also compute each sample metric's "
+                                         "real-vs-real floor at this sample size.")] = True,
+    device: Annotated[str | None, typer.Option(
+        help="auto, cpu, cuda or mps (default: the run's train.device).")] = None,
 ) -> None:
     """Evaluate saved checkpoints in parallel and plot metric against epoch."""
     import time
 
     from diffctl.errors import UsageError
+    from diffctl.registry import get_registry
     from diffctl.runs.config import load_yaml, resolve
     from diffctl.runs.sweep import sweep
     from diffctl.training.checkpoint import list_checkpoints, read_pointer
@@ -356,28 +422,56 @@ def evaluate(
         missing = [c for c in names if not (ckdir / c / "state.json").exists()]
         if missing:
             raise UsageError(f"no such checkpoint(s) in {ckdir}: {', '.join(missing)}")
+    if not names:
+        raise UsageError(f"no checkpoints to evaluate in {ckdir}")
     metrics = list(metric or cfg.eval.metrics)
     if not metrics:
         raise UsageError("no metrics to evaluate: pass --metric or set eval.metrics")
+    registry = get_registry()
+    for name in metrics:
+        registry.get("metric", name)  # an unknown name fails now, not in a worker
+    n = num_samples or cfg.sample.num_samples
+    if n < 2:
+        raise UsageError(f"--num-samples must be at least 2, got {n}")
     started = time.perf_counter()
-    results = sweep(run_dir, names, metrics, num_samples or cfg.eval.during_training_samples,
-                    steps, seed, workers)
+    results = sweep(run_dir, names, metrics, n, steps, seed, workers, device)
     seconds = time.perf_counter() - started
+    floor_values = _floors(cfg, registry, metrics, n) if floors else {}
     (run_dir / "eval").mkdir(exist_ok=True)
     with open(run_dir / "eval" / "checkpoints.jsonl", "w") as fh:
         for r in results:
             fh.write(json.dumps(r) + "\n")
-    table = Table(title=f"{len(results)} checkpoints, {workers} worker(s), {seconds:.1f} s")
+    if floor_values:
+        (run_dir / "eval" / "floors.json").write_text(json.dumps(
+            {"num_samples": n, "floors": floor_values}, indent=1))
+    table = Table(title=f"{len(results)} checkpoints, {workers} worker(s), {n} samples, "
+                  f"{seconds:.1f} s")
     for col in ("checkpoint", "epoch", *metrics):
-        table.add_column(col)
+        table.add_column(col, justify="left" if col == "checkpoint" else "right")
     for r in results:
         table.add_row(r["checkpoint"], str(r["epoch"]),
                       *(f"{r[m]:.4g}" if m in r else "" for m in metrics))
+    for stat in ("mean", "p95"):
+        if any(m in floor_values for m in metrics):
+            table.add_row(f"floor {stat}", "",
+                          *(f"{floor_values[m][stat]:.4g}" if m in floor_values else ""
+                            for m in metrics))
     console.print(table)
     from diffctl_cli.plots import plot_metric_curves
 
     plot_metric_curves([{k: v for k, v in r.items() if k != "seconds"} for r in results],
-                       run_dir / "eval" / "metric_vs_epoch.png")
+                       run_dir / "eval" / "metric_vs_epoch.png", floors=floor_values)
+
+
+def _floors(cfg, registry, metrics: list[str], n: int) -> dict:
+    """Real-vs-real floors of the sample metrics among ``metrics`` at ``n`` samples (the run's
+    ``eval.floor_draws`` draws, at least 5)."""
+    from diffctl.runs.run import metric_floors
+
+    dataset = registry.create("dataset", cfg.dataset.name, cfg.dataset.options())
+    draws = cfg.eval.floor_draws or 5
+    return metric_floors(registry, metrics, cfg.eval.metric_options, dataset, n, draws,
+                         cfg.seed + 100)
 
 
 def compare(
@@ -389,7 +483,7 @@ def compare(
     """Side-by-side table: final values, best value and epoch, convergence, stability."""
     from diffctl.runs.compare import compare_runs, load_history
 
-    result = compare_runs(runs, metric)
+    result = compare_runs(runs, metric)  # better = higher or lower per registered metric
     if as_json:
         console.print_json(json.dumps(result))
         return

@@ -63,3 +63,8 @@ class GMMRingConfig(Points2DConfig):
     num_components: int = Field(8, ge=1, description="Gaussian modes, equally spaced on a circle.")
     radius: float = Field(5.0, gt=0.0, description="Radius of the circle of mode centres.")
     std: float = Field(0.2, gt=0.0, description="Isotropic std of every mode.")
+
+    def metric_defaults(self) -> dict[str, dict]:
+        """Options of metrics that need the mixture itself (see ``diffctl.runs.config``)."""
+        return {"mode-coverage": {"num_modes": self.num_components, "radius": self.radius,
+                                  "std": self.std}}

@@ -47,8 +47,16 @@ class Points2D:
 
     # -- to implement -----------------------------------------------------------------------
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` i.i.d. points from the generating distribution, float64 shaped (n, 2)."""
+        """``n`` points of the training set's recipe, float64 shaped (n, 2)."""
         raise NotImplementedError
+
+    def draw_iid(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` i.i.d. points from the generating distribution, float64 shaped (n, 2).
+
+        The same as :meth:`draw` unless the training recipe is not i.i.d. (two-moons places
+        its points on a fixed grid of angles); reference samples and floors use this one.
+        """
+        return self.draw(n, rng)
 
     @property
     def title(self) -> str:
@@ -78,12 +86,13 @@ class Points2D:
     def reference(self, n: int, seed: int) -> torch.Tensor:
         """A fresh real sample, (n, 2) float32: a new draw from the generating distribution.
 
-        Reproducible per ``seed`` and independent of the training data; metrics use it for
-        real-vs-generated comparisons and real-vs-real floors.
+        Reproducible per ``seed``, i.i.d. (:meth:`draw_iid`) and independent of the training
+        data; metrics use it for real-vs-generated comparisons and real-vs-real floors, so
+        two draws must be as different as two samples of the distribution can be.
         """
         if n < 1:
             raise ValueError(f"reference needs n >= 1, got {n}")
-        return torch.from_numpy(self.draw(n, numpy_rng(seed, _REFERENCE_STREAM))).float()
+        return torch.from_numpy(self.draw_iid(n, numpy_rng(seed, _REFERENCE_STREAM))).float()
 
     # -- augmentation -----------------------------------------------------------------------
     @property

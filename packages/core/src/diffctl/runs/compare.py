@@ -44,25 +44,58 @@ def summarize(history: list[dict[str, Any]], metric: str, higher_is_better: bool
             "checkpoints": len(arr)}
 
 
+def metric_direction(name: str, registry: Any = None) -> bool | None:
+    """``higher_is_better`` of the registered metric ``name``; None if no metric has that
+    name (a secondary value such as ``mmd_bandwidth``)."""
+    from diffctl.errors import UnknownComponentError
+    from diffctl.registry import get_registry
+
+    registry = registry or get_registry()
+    try:
+        spec = registry.get("metric", name)
+    except UnknownComponentError:
+        return None
+    value = getattr(spec.load_factory(), "higher_is_better", None)
+    if value is None:  # a factory function: ask the component it builds
+        value = getattr(spec.create(), "higher_is_better", False)
+    return bool(value)
+
+
 def compare_runs(run_dirs: list[Path], metrics: list[str] | None = None,
-                 higher_is_better: dict[str, bool] | None = None) -> dict[str, Any]:
-    """Per run and metric: the summary above, plus the final report's metrics."""
-    higher_is_better = higher_is_better or {}
+                 higher_is_better: dict[str, bool] | None = None,
+                 registry: Any = None) -> dict[str, Any]:
+    """Per run and metric: the summary above, plus the final report's metrics.
+
+    Without ``metrics``, every registered metric in the runs' histories is compared (not the
+    secondary values a metric reports beside its headline). Which way is better comes from
+    ``higher_is_better`` or else from the registered metric. The final values include the
+    reconstruction metrics of image runs (``psnr``, ``ssim``, ...).
+    """
+    directions = dict(higher_is_better or {})
     out: dict[str, Any] = {}
     for run in run_dirs:
         if not (run / "config.yaml").is_file():
             raise UsageError(f"not a run directory (no config.yaml): {run}")
         history = load_history(run)
-        names = metrics or sorted({k for r in history for k in r
-                                   if k not in {"step", "epoch", "checkpoint", "seconds",
-                                                "train_seconds", "wall_seconds"}})
-        final = {}
+        keys = sorted({k for r in history for k in r
+                       if k not in {"step", "epoch", "checkpoint", "seconds",
+                                    "train_seconds", "wall_seconds"}})
+        for key in metrics or keys:
+            if key not in directions:
+                direction = metric_direction(key, registry)
+                if direction is not None or metrics:
+                    directions[key] = bool(direction)
+        names = list(metrics) if metrics else [k for k in keys if k in directions]
+        final: dict[str, Any] = {}
         report = run / "metrics.json"
         if report.exists():
             data = json.loads(report.read_text())
-            final = data.get("eval", {}).get("metrics", {})
+            ev = data.get("eval", {})
+            final = dict(ev.get("metrics", {}))
+            final.update(ev.get("reconstruction", {}).get("metrics", {}))
             final["train_seconds"] = data.get("train", {}).get("train_seconds")
         out[str(run)] = {"final": final,
-                         "summary": {m: summarize(history, m, higher_is_better.get(m, False))
-                                     for m in names}}
+                         "summary": {m: summarize(history, m, directions.get(m, False))
+                                     for m in names},
+                         "higher_is_better": {m: directions.get(m, False) for m in names}}
     return out

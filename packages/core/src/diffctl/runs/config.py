@@ -7,7 +7,9 @@ A component section is its registry name plus that component's own config fields
       hidden: 256
 
 ``resolve`` validates every section against the registry and fills in all defaults, so the
-``config.yaml`` of a run directory is complete and repeats the run. No torch import here.
+``config.yaml`` of a run directory is complete and repeats the run. A dataset config with a
+``metric_defaults()`` method supplies options of metrics that must know the data's
+distribution (the gmm-ring's modes for ``mode-coverage``). No torch import here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from diffctl.config import ComponentConfig, validation_message
 from diffctl.errors import ConfigError, UsageError
@@ -66,7 +68,7 @@ class TrainConfig(ComponentConfig):
 
 class SampleConfig(ComponentConfig):
     num_steps: int = Field(50, ge=1, description="Sampler steps.")
-    num_samples: int = Field(5000, ge=1, description="Samples for the final metrics.")
+    num_samples: int = Field(5000, ge=2, description="Samples for the final metrics.")
     batch_size: int | None = Field(
         None, ge=1, description="Samples drawn per batch; null: 5000 for vectors, 250 for "
         "images.")
@@ -77,16 +79,15 @@ class SampleConfig(ComponentConfig):
 
 class EvalConfig(ComponentConfig):
     metrics: list[str] = Field(default_factory=list,
-                               description="Sample metrics for the final evaluation.")
-    floor_draws: int = Field(5, ge=0, description="Real-vs-real draws for each metric's floor.")
+                               description="Metrics for the final evaluation (sample metrics "
+                               "and model metrics such as test-loss).")
+    floor_draws: int = Field(5, ge=0, description="Real-vs-real draws for each sample "
+                             "metric's floor: 0 (no floors) or at least 5.")
     during_training: list[str] = Field(default_factory=list,
-                                       description="Sample metrics at each checkpoint.")
-    during_training_samples: int = Field(1000, ge=1,
+                                       description="Metrics at each checkpoint (test-loss is "
+                                       "always computed).")
+    during_training_samples: int = Field(1000, ge=2,
                                          description="Samples for metrics at checkpoints.")
-    test_loss_timesteps: int = Field(20, ge=1,
-                                     description="Timesteps per example for test-loss.")
-    test_loss_examples: int | None = Field(
-        None, ge=1, description="Held-out examples for test-loss; null: all of them.")
     reconstruction_metrics: list[str] = Field(
         default_factory=list, description="Paired metrics (psnr, ssim, lpips) between "
         "held-out images and the model's one-step x0 estimate from them noised to "
@@ -97,7 +98,15 @@ class EvalConfig(ComponentConfig):
                                          "reconstruction evaluation.")
     metric_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Config of each metric by name, e.g. "
-        "{fid: {feature_extractor: lenet-mnist}}.")
+        "{fid: {feature_extractor: lenet-mnist}, test-loss: {examples: 500}}.")
+
+    @field_validator("floor_draws")
+    @classmethod
+    def _enough_floor_draws(cls, value: int) -> int:
+        if 0 < value < 5:
+            raise ValueError("a floor needs at least 5 real-vs-real draws (0 turns floors "
+                             "off)")
+        return value
 
 
 class RunConfig(ComponentConfig):
@@ -202,10 +211,12 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc, "run")) from None
+    resolved: dict[str, BaseModel] = {}
     for section in COMPONENT_SECTIONS:
         choice: ComponentChoice = getattr(config, section)
         spec = registry.get(section, choice.name)
-        full = spec.make_config(choice.options()).model_dump(mode="json")
+        resolved[section] = spec.make_config(choice.options())
+        full = resolved[section].model_dump(mode="json")
         setattr(config, section, ComponentChoice(name=choice.name, **full))
     if not config.eval.metrics:
         config.eval.metrics = list(DEFAULT_METRICS.get(config.dataset.name, FALLBACK_METRICS))
@@ -213,14 +224,33 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
             if metric in config.eval.metrics:
                 config.eval.metric_options[metric] = {
                     **options, **config.eval.metric_options.get(metric, {})}
-    # every metric named anywhere is validated with its options (a typo is an error)
+    # every metric named anywhere is validated with its options (a typo is an error); a
+    # dataset config may give defaults for metrics that need to know its distribution
+    # (gmm-ring: mode-coverage's modes), which the run's own options override
     named = [*config.eval.metrics, *config.eval.during_training,
              *config.eval.reconstruction_metrics, *config.eval.metric_options]
-    for metric in dict.fromkeys(m for m in named if m != "test-loss"):
+    dataset_defaults = getattr(resolved["dataset"], "metric_defaults", dict)()
+    for metric in dict.fromkeys(named):
         spec = registry.get("metric", metric)
-        options = spec.make_config(config.eval.metric_options.get(metric, {}))
+        options = spec.make_config({**dataset_defaults.get(metric, {}),
+                                    **config.eval.metric_options.get(metric, {})})
         config.eval.metric_options[metric] = options.model_dump(mode="json")
+    _check_consistency(config)
     return config
+
+
+def _check_consistency(config: RunConfig) -> None:
+    """Settings that are valid one by one but not together: one line each, before any work."""
+    steps = config.sample.num_steps
+    T = config.scheduler.options().get("num_train_timesteps")
+    if T is not None and steps > T:
+        raise ConfigError(f"sample.num_steps {steps} exceeds the schedule's "
+                          f"num_train_timesteps {T}")
+    best = config.train.best_metric
+    if best != "test-loss" and best not in config.eval.during_training:
+        raise ConfigError(f"train.best_metric '{best}' is not computed at checkpoints: use "
+                          "test-loss or add it to eval.during_training "
+                          f"(now {config.eval.during_training})")
 
 
 def dump(config: RunConfig) -> str:

@@ -9,7 +9,6 @@ Plots are drawn by the CLI from these files.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,6 @@ from diffctl.samplers.base import Trajectory
 from diffctl.samplers.noise import initial_noise
 from diffctl.training.checkpoint import list_checkpoints, load_checkpoint, read_pointer
 from diffctl.training.distributed import dist_info
-from diffctl.training.heldout_loss import heldout_loss
 from diffctl.training.trainer import Trainer, TrainState
 
 
@@ -148,21 +146,87 @@ def generate(components: Components, model: torch.nn.Module, n: int, num_steps: 
         x_T, gen = initial_noise((size, *shape), seed, offset=start, device=device)
         cond = class_labels(model, start, size, device, labels)
         callback = trajectory if (trajectory is not None and start == 0) else None
+        if callback is not None:
+            callback.start(x_T)
         out.append(components.sampler.sample(model, components.scheduler, x_T, num_steps,
                                              cond=cond, generator=gen,
                                              callback=callback).cpu())
     return torch.cat(out)
 
 
-def metric_values(registry: Registry, names: list[str], generated: torch.Tensor,
-                  real: torch.Tensor, options: dict[str, dict[str, Any]] | None = None
-                  ) -> dict[str, float]:
+@dataclass
+class ModelInputs:
+    """What a model metric (``test-loss``) scores: the denoiser on held-out data."""
+
+    model: torch.nn.Module
+    scheduler: Any
+    data: torch.Tensor
+    labels: torch.Tensor | None = None
+    seed: int = 0
+
+
+def is_model_metric(metric: Any) -> bool:
+    """Whether a metric scores the model (``score_model``) rather than samples."""
+    return callable(getattr(metric, "score_model", None))
+
+
+def heldout_inputs(config: RunConfig, components: Components,
+                   model: torch.nn.Module) -> ModelInputs:
+    """The held-out split (and labels for a conditional model) that model metrics score."""
+    ds = components.dataset
+    labels = _labels(ds, "test") if num_classes(model) is not None else None
+    return ModelInputs(model, components.scheduler, ds.test_tensor(), labels, config.seed)
+
+
+def metric_values(registry: Registry, names: list[str], generated: torch.Tensor | None,
+                  real: torch.Tensor | None, options: dict[str, dict[str, Any]] | None = None,
+                  model_inputs: ModelInputs | None = None,
+                  metadata: dict[str, Any] | None = None) -> dict[str, float]:
+    """Values of the named metrics: sample metrics on (generated, real), model metrics on
+    ``model_inputs``. A metric that leaves a ``metadata`` dict (extractor, weights hash,
+    counts) has it copied into ``metadata[name]`` when a dict is passed."""
     values: dict[str, float] = {}
     for name in names:
         metric = registry.create("metric", name, (options or {}).get(name))
-        result = metric(generated, real)
+        if is_model_metric(metric):
+            if model_inputs is None:
+                raise UsageError(f"metric '{name}' scores a model; it cannot be computed "
+                                 "from samples alone here")
+            m = model_inputs
+            result = metric.score_model(m.model, m.scheduler, m.data, m.labels, seed=m.seed)
+        else:
+            result = metric(generated, real)
         values.update({k: float(v) for k, v in result.items()})
+        if metadata is not None and getattr(metric, "metadata", None):
+            metadata[name] = _plain(metric.metadata)
     return values
+
+
+def metric_options_on(config: RunConfig, registry: Registry,
+                      device: torch.device | str) -> dict[str, dict[str, Any]]:
+    """The run's ``eval.metric_options`` with ``device: auto`` replaced by the run's device,
+    for the metrics that have a ``device`` field (fid, kid, isc, prc, lpips): a CPU run on a
+    GPU machine computes its metrics on the CPU too."""
+    options = {name: dict(values) for name, values in config.eval.metric_options.items()}
+    for name, values in options.items():
+        spec = registry.get("metric", name)
+        if "device" in spec.config.model_fields and values.get("device", "auto") == "auto":
+            values["device"] = str(device)
+    return options
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of a metadata value (tuples to lists, tensors and numbers to floats)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 class RunDirectory:
@@ -176,13 +240,36 @@ class RunDirectory:
         return (self.path / "config.yaml").is_file()
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.path / "metrics.jsonl", "a") as fh:
+        self.append_line("metrics.jsonl", record)
+
+    def append_line(self, name: str, record: dict[str, Any]) -> None:
+        """Append one JSON line (a killed run leaves every earlier line intact)."""
+        with open(self.path / name, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
     def write_json(self, name: str, payload: Any) -> None:
         tmp = self.path / f".{name}.tmp"
         tmp.write_text(json.dumps(payload, indent=1))
         tmp.replace(self.path / name)
+
+    def truncate_logs(self, step: int) -> None:
+        """Drop log lines past ``step``: a resumed run repeats the work after its checkpoint
+        and logs it again (atomic rewrite; a torn last line is dropped too)."""
+        for name in ("metrics.jsonl", "train.jsonl"):
+            path = self.path / name
+            if not path.exists():
+                continue
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record.get("step", 0) <= step:
+                    kept.append(line + "\n")
+            tmp = path.with_name(f".{name}.tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(path)
 
     def metrics_history(self) -> list[dict[str, Any]]:
         f = self.path / "metrics.jsonl"
@@ -196,45 +283,47 @@ def make_trainer(config: RunConfig, components: Components, run: RunDirectory | 
     """A trainer whose checkpoint evaluation computes test-loss and the chosen metrics."""
     ds = components.dataset
     conditional = num_classes(components.denoiser) is not None
-    test_data = ds.test_tensor()
-    test_labels = _labels(ds, "test") if conditional else None
-    if config.eval.test_loss_examples is not None:
-        test_data = test_data[:config.eval.test_loss_examples]
-        test_labels = test_labels[:len(test_data)] if test_labels is not None else None
     started = time.time()
+    during = [m for m in config.eval.during_training if m != "test-loss"]
+
+    metadata: dict[str, Any] = {}
 
     def evaluate(model: torch.nn.Module, state: TrainState) -> dict[str, float]:
-        values = {"test-loss": heldout_loss(model, components.scheduler, test_data,
-                                            timesteps=config.eval.test_loss_timesteps,
-                                            seed=config.seed, labels=test_labels)}
-        if config.eval.during_training:
+        inputs = heldout_inputs(config, components, model)
+        options = metric_options_on(config, registry, next(model.parameters()).device)
+        values = metric_values(registry, ["test-loss"], None, None, options, inputs)
+        if during:
             n = config.eval.during_training_samples
             gen = generate(components, model, n, config.sample.num_steps, config.seed + 1,
                            sample_batch_size(config, components))
             real = ds.reference(n, config.seed + 2)
-            values |= metric_values(registry, config.eval.during_training, gen, real,
-                                    config.eval.metric_options)
+            values |= metric_values(registry, during, gen, real, options, inputs, metadata)
         return values
 
     def on_eval(state: TrainState, values: dict[str, float]) -> None:
         if run is not None:
+            extra = {"metric_metadata": dict(metadata)} if metadata else {}
             run.append_metrics({"step": state.step, "epoch": state.epoch,
                                 "train_seconds": round(state.train_seconds, 3),
-                                "wall_seconds": round(time.time() - started, 3), **values})
+                                "wall_seconds": round(time.time() - started, 3), **values,
+                                **extra})
+
+    def log_step(event) -> None:
+        if run is not None and (event.step % config.train.log_every == 0 or event.step == 1):
+            run.append_line("train.jsonl", {
+                "step": event.step, "epoch": event.epoch, "loss": event.loss, "lr": event.lr,
+                "steps_per_second": round(event.steps_per_second, 3)})
+        if on_step is not None:
+            on_step(event)
 
     def higher_is_better(name: str) -> bool:
-        if name == "test-loss":
-            return False
-        try:
-            return bool(registry.create("metric", name).higher_is_better)
-        except Exception:
-            return False
+        return bool(registry.create("metric", name).higher_is_better)
 
     return Trainer(components.denoiser, components.scheduler, ds.train_tensor(), config.train,
                    seed=config.seed, labels=_labels(ds, "train") if conditional else None,
                    augment=getattr(ds, "augment", None),
                    checkpoint_dir=run.checkpoints if run else None, evaluate=evaluate,
-                   higher_is_better=higher_is_better, on_step=on_step, on_eval=on_eval)
+                   higher_is_better=higher_is_better, on_step=log_step, on_eval=on_eval)
 
 
 def _labels(dataset: Any, split: str) -> torch.Tensor:
@@ -248,31 +337,32 @@ def _labels(dataset: Any, split: str) -> torch.Tensor:
 def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.Module,
                      registry: Registry, run: RunDirectory | None = None) -> dict[str, Any]:
     """Final evaluation: sample, compute metrics and their real-vs-real floors."""
-    from diffctl.evaluation.floor import metric_floor
-
     cfg = config.sample
     images = len(components.dataset.sample_shape) == 3
-    # images: 10 samples along 10 timesteps make the 10x10 progression grid
+    # 10 evenly spaced states from the noise x_T to the sample x_0; for images 10 samples
+    # along them make the 10x10 progression grid
     keep = min(cfg.progression_samples, 10) if images else cfg.progression_samples
-    traj = Trajectory(every=max(1, cfg.num_steps // 10)) if keep else None
+    traj = Trajectory(frames=10) if keep else None
     t0 = time.perf_counter()
     samples = generate(components, model, cfg.num_samples, cfg.num_steps, config.seed + 1,
                        sample_batch_size(config, components), traj)
     sample_seconds = time.perf_counter() - t0
     real = components.dataset.reference(cfg.num_samples, config.seed + 2)
-    options = config.eval.metric_options
+    options = metric_options_on(config, registry, next(model.parameters()).device)
+    # the model used for sampling also gets the final held-out loss
+    names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
+    metadata: dict[str, Any] = {}
+    values = metric_values(registry, names, samples, real, options,
+                           heldout_inputs(config, components, model), metadata)
     result: dict[str, Any] = {"num_samples": cfg.num_samples, "sample_seconds": sample_seconds,
-                              "metrics": metric_values(registry, config.eval.metrics, samples,
-                                                       real, options), "floors": {}}
+                              "metrics": values, "floors": {}, "metric_metadata": metadata}
     k = num_classes(model)
     if k is not None:
         result["labels"] = f"sample i has class i mod {k}"
-    for name in config.eval.metrics:
-        if config.eval.floor_draws:
-            metric = registry.create("metric", name, options.get(name))
-            floor = metric_floor(metric, components.dataset.reference, cfg.num_samples,
-                                 draws=config.eval.floor_draws, seed=config.seed + 100)
-            result["floors"].update(floor)
+    if config.eval.floor_draws:
+        result["floors"] = metric_floors(registry, names, options, components.dataset,
+                                         cfg.num_samples, config.eval.floor_draws,
+                                         config.seed + 100)
     if config.eval.reconstruction_metrics:
         result["reconstruction"] = reconstruction_values(config, components, model, registry)
     if run is not None:
@@ -283,6 +373,20 @@ def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.
                      xs=np.stack([x[:keep].numpy() for x in traj.xs]),
                      x0s=np.stack([x[:keep].numpy() for x in traj.x0s]))
     return result
+
+
+def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[str, Any]],
+                  dataset: Any, n: int, draws: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Real-vs-real floors (mean, p95, values) of the sample metrics among ``names`` at sample
+    size ``n``; model metrics have none."""
+    from diffctl.evaluation.floor import metric_floor
+
+    floors: dict[str, dict[str, Any]] = {}
+    for name in names:
+        metric = registry.create("metric", name, options.get(name))
+        if not is_model_metric(metric):
+            floors.update(metric_floor(metric, dataset.reference, n, draws=draws, seed=seed))
+    return floors
 
 
 @torch.no_grad()
@@ -312,9 +416,10 @@ def reconstruction_values(config: RunConfig, components: Components, model: torc
         x_t = alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise
         call.cond = labels[start:start + 250].to(device) if labels is not None else None
         estimates.append(call(x_t, t, alpha_bar)[0].cpu())
+    metadata: dict[str, Any] = {}
     values = metric_values(registry, cfg.reconstruction_metrics, torch.cat(estimates), data,
-                           cfg.metric_options)
-    return {"t": t, "examples": len(data), "metrics": values}
+                           metric_options_on(config, registry, device), metadata=metadata)
+    return {"t": t, "examples": len(data), "metrics": values, "metric_metadata": metadata}
 
 
 def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,
@@ -332,13 +437,17 @@ def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,
     components = build(config, registry)
     if evaluate:  # fail now, not after training, if the data cannot give the real sample
         components.dataset.reference(config.sample.num_samples, config.seed + 2)
+    # the trainer checks the device and the batch against the processes before anything
+    # is written; it creates the checkpoint folder itself on the first save
+    trainer = make_trainer(config, components, run if main else None, registry, on_step)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
             (out / "config.yaml").write_text(dump(config))
-    trainer = make_trainer(config, components, run if main else None, registry, on_step)
     if resume:
         trainer.resume(_latest(run))  # every rank reads it (rank 0 alone has checkpoint_dir)
+        if main:
+            run.truncate_logs(trainer.state.step)
     if train:
         state = trainer.fit()
         if main:
@@ -351,9 +460,6 @@ def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,
     if evaluate:
         model = trainer.eval_model() if config.sample.use_ema else trainer.model
         report["eval"] = evaluate_samples(config, components, model, registry, run)
-        history = run.metrics_history()
-        if history:
-            report["eval"]["metrics"]["test-loss"] = history[-1].get("test-loss", math.nan)
         run.write_json("metrics.json", report)
     return report
 
@@ -368,10 +474,12 @@ def _latest(run: RunDirectory) -> Path | None:
 
 
 def load_run_model(path: Path, registry: Registry | None = None, checkpoint: str = "last",
-                   use_ema: bool = True) -> tuple[RunConfig, Components, torch.nn.Module]:
+                   use_ema: bool = True, device: str | None = None
+                   ) -> tuple[RunConfig, Components, torch.nn.Module]:
     """Rebuild a run's components and load one of its checkpoints (``last``, ``best`` or a
-    folder name)."""
+    folder name) onto ``device`` (auto, cpu, cuda, mps; default: the run's train.device)."""
     from diffctl.runs.config import load_yaml, resolve
+    from diffctl.training.trainer import pick_device
 
     registry = registry or get_registry()
     run = RunDirectory(path)
@@ -390,4 +498,5 @@ def load_run_model(path: Path, registry: Registry | None = None, checkpoint: str
 
         ema = copy.deepcopy(model)
     load_checkpoint(ckpt, model, None, ema)
-    return config, components, (ema if ema is not None else model).eval()
+    chosen = ema if ema is not None else model
+    return config, components, chosen.to(pick_device(device or config.train.device)).eval()

@@ -20,7 +20,11 @@ from diffctl.schedules.parametrization import x0_and_eps
 
 #: Stand-in for alpha_bar = 0. A zero-terminal-SNR schedule has alpha_bar = 0 at t = T-1,
 #: where an epsilon prediction says nothing about x0 and sigma is infinite; diffusers' Euler
-#: scheduler uses the same 2**-24 there. It keeps every sampler finite for every prediction.
+#: scheduler uses the same 2**-24 there. Used only where it is needed: for epsilon models and
+#: for the sigma-space solvers (and any sampler that does not declare
+#: ``GridSampler.exact_zero_alpha_bar``); DDIM and ancestral sampling of a sample- or
+#: v-predicting model keep the exact alpha_bar = 0, where x0 = -v (or the output) and
+#: eps = x_t are well defined.
 MIN_ALPHA_BAR = 2.0**-24
 
 
@@ -43,7 +47,7 @@ class SamplingGrid:
     """Timesteps t_0 > ... > t_{n-1}, alpha_bar at each, and alpha_bar of the step's target."""
 
     timesteps: torch.Tensor  # (n,) int64
-    alpha_bars: torch.Tensor  # (n,) float64, zeros replaced (sampling_alpha_bars)
+    alpha_bars: torch.Tensor  # (n,) float64, zeros replaced unless the sampler keeps them
     alpha_bars_next: torch.Tensor  # (n,) float64; last is 1 (or alpha_bar[0])
 
     def __len__(self) -> int:
@@ -51,10 +55,14 @@ class SamplingGrid:
 
 
 def sampling_grid(scheduler: Any, num_steps: int, spacing: str = "trailing",
-                  final_alpha_one: bool = True) -> SamplingGrid:
-    """The grid an ``num_steps``-step sampler walks over ``scheduler``'s alpha_bar table."""
+                  final_alpha_one: bool = True, keep_zero: bool = False) -> SamplingGrid:
+    """The grid an ``num_steps``-step sampler walks over ``scheduler``'s alpha_bar table.
+
+    ``keep_zero`` keeps an exact alpha_bar = 0 instead of the stand-in (see MIN_ALPHA_BAR).
+    """
     ts = scheduler.timesteps(num_steps, spacing)
-    table = sampling_alpha_bars(scheduler.alphas_cumprod)
+    table = (scheduler.alphas_cumprod.to(torch.float64) if keep_zero
+             else sampling_alpha_bars(scheduler.alphas_cumprod))
     final = 1.0 if final_alpha_one else float(table[0])
     a = table[ts]
     a_next = torch.cat([a[1:], a.new_tensor([final])])
@@ -139,26 +147,89 @@ class Step:
     x: torch.Tensor  # state after the step, in the x_t (variance-preserving) scale
     x0: torch.Tensor  # the model's clean-data estimate used by the step
     num_steps: int  # steps in the whole run, so index == num_steps - 1 is the last
+    #: state the step started from (x_T for index 0), before any churn, in the x_t scale;
+    #: None from samplers that do not report it
+    x_prev: torch.Tensor | None = None
 
 
 Callback = Callable[[Step], None] | None
 
 
+def frame_indices(num_steps: int, frames: int) -> list[int]:
+    """``frames`` state indices evenly spaced over 0 (x_T) .. num_steps (x_0), rounded half up.
+
+    State k is the state after k steps. With frames > num_steps + 1 every state is kept.
+    """
+    if frames >= num_steps + 1:
+        return list(range(num_steps + 1))
+    return [(2 * j * num_steps + frames - 1) // (2 * (frames - 1)) for j in range(frames)]
+
+
 @dataclass
 class Trajectory:
-    """A callback that keeps every ``every``-th state and the last one (on the CPU), with the
-    clean-data estimates, for progression plots and trajectory analysis."""
+    """A callback that keeps intermediate states (on the CPU) for progression plots and
+    trajectory analysis.
+
+    ``frames=K`` keeps exactly K evenly spaced states including the start x_T and the final
+    x_0 (all n + 1 states if K > n + 1). ``timesteps[j]`` is the timestep the kept state is
+    at (t_0 for x_T, -1 for the final state) and ``x0s[j]`` the model's clean-data estimate
+    at that state (the final state is its own). State k >= 1 is the result of step k - 1,
+    labelled when step k starts from it; x_T comes from ``Step.x_prev`` of the first step
+    (every built-in sampler fills it) or from :meth:`start`, which
+    :func:`diffctl.runs.run.generate` calls, so any sampler works.
+
+    Without ``frames`` (the old behaviour): every ``every``-th step's result and the last one,
+    with ``timesteps`` the timestep each kept step started from and ``x0s`` its estimate;
+    x_T is not kept.
+    """
 
     every: int = 1
+    frames: int | None = None
     timesteps: list[int] = field(default_factory=list)
     xs: list[torch.Tensor] = field(default_factory=list)
     x0s: list[torch.Tensor] = field(default_factory=list)
+    _x_T: torch.Tensor | None = field(default=None, repr=False)
+    _pending: torch.Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"Trajectory(every=...) must be at least 1, got {self.every}")
+        if self.frames is not None and self.frames < 2:
+            raise ValueError(f"Trajectory(frames=...) keeps x_T and x_0, so it must be at "
+                             f"least 2, got {self.frames}")
+
+    def start(self, x_T: torch.Tensor) -> None:
+        """The starting noise of the next sampling call (for samplers whose steps do not
+        report ``x_prev``)."""
+        self._x_T = x_T
+
+    def _keep(self, timestep: int, x: torch.Tensor, x0: torch.Tensor) -> None:
+        self.timesteps.append(timestep)
+        self.xs.append(x.detach().cpu().clone())
+        self.x0s.append(x0.detach().cpu().clone())
 
     def __call__(self, step: Step) -> None:
-        if step.index % self.every == 0 or step.index == step.num_steps - 1:
-            self.timesteps.append(step.timestep)
-            self.xs.append(step.x.detach().cpu().clone())
-            self.x0s.append(step.x0.detach().cpu().clone())
+        if self.frames is None:
+            if step.index % self.every == 0 or step.index == step.num_steps - 1:
+                self._keep(step.timestep, step.x, step.x0)
+            return
+        wanted = frame_indices(step.num_steps, self.frames)
+        if step.index == 0:
+            x_T = step.x_prev if step.x_prev is not None else self._x_T
+            if x_T is None:
+                raise ValueError("Trajectory(frames=...) needs the starting noise: this "
+                                 "sampler does not report Step.x_prev, so call "
+                                 "Trajectory.start(x_T) before sampling")
+            self._pending = None
+            self._keep(step.timestep, x_T, step.x0)
+        elif self._pending is not None:  # the previous step's result is where this one starts
+            self._keep(step.timestep, self._pending, step.x0)
+            self._pending = None
+        if step.index + 1 in wanted:
+            if step.index == step.num_steps - 1:
+                self._keep(-1, step.x, step.x)
+            else:
+                self._pending = step.x.detach().cpu().clone()
 
 
 class GridSampler:
@@ -166,6 +237,9 @@ class GridSampler:
 
     #: True when the output is a deterministic function of x_T (no noise after x_T).
     deterministic: bool = True
+    #: True when ``solve`` handles alpha_bar = 0 on the grid (zero terminal SNR) for sample
+    #: and v models; otherwise the grid carries the MIN_ALPHA_BAR stand-in there.
+    exact_zero_alpha_bar: bool = False
 
     def __init__(self, config: Any):
         self.config = config
@@ -192,14 +266,26 @@ class GridSampler:
         if scale != 1.0 and cond is None:
             raise UsageError(f"guidance_scale {scale} needs class labels (cond) and a "
                              "class-conditional denoiser")
-        grid = sampling_grid(scheduler, num_steps, self.config.spacing,
-                             self.config.final_alpha_one)
         model = DenoiserCall(denoiser, cond, scale, inpaint, noise=x_T,
                              clip_denoised=self.config.clip_denoised)
+        grid = sampling_grid(scheduler, num_steps, self.config.spacing,
+                             self.config.final_alpha_one,
+                             keep_zero=self.keeps_zero_alpha_bar(model.prediction))
         with torch.no_grad():
             x = model.known(x_T, float(grid.alpha_bars[0]))
             out = self.solve(model, scheduler, grid, x, generator, callback)
             return model.known(out, float(grid.alpha_bars_next[-1]))
+
+    def keeps_zero_alpha_bar(self, prediction: str) -> bool:
+        """Whether the grid keeps an exact alpha_bar = 0 for a model of this prediction type
+        (an epsilon model there says nothing about x0, so it always gets the stand-in)."""
+        return self.exact_zero_alpha_bar and prediction != "epsilon"
+
+    def alpha_bar_table(self, alphas_cumprod: torch.Tensor, prediction: str) -> torch.Tensor:
+        """The float64 alpha_bar table this sampler's grid reads for such a model."""
+        if self.keeps_zero_alpha_bar(prediction):
+            return alphas_cumprod.to(torch.float64)
+        return sampling_alpha_bars(alphas_cumprod)
 
     def solve(self, model: DenoiserCall, scheduler: Any, grid: SamplingGrid, x: torch.Tensor,
               generator: Generator, callback: Callback) -> torch.Tensor:

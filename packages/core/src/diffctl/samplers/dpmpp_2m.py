@@ -3,7 +3,8 @@
 In log-SNR time lambda = -log(sigma) with step h = lambda_next - lambda, one step is
 x_next = (sigma_next / sigma) x - expm1(-h) D, where D is the current clean-data estimate
 for the first step and the last step (to sigma = 0), and otherwise the linear extrapolation
-(1 + 1/(2r)) D_i - 1/(2r) D_{i-1} with r = h_prev / h (their Algorithm 2).
+(1 + 1/(2r)) D_i - 1/(2r) D_{i-1} with r = h_prev / h (their Algorithm 2). x is the VE
+state here; the solver applies the update to the VP state (:func:`sigma_denoiser.ve_update`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import torch
 
 from diffctl.samplers.base import Callback, GridSampler, SamplingGrid, Step
-from diffctl.samplers.sigma_denoiser import SigmaDenoiser, grid_sigmas, to_ve, to_vp
+from diffctl.samplers.sigma_denoiser import SigmaDenoiser, grid_sigmas, ve_update
 
 
 def _lam(sigma: float) -> float:
@@ -23,10 +24,10 @@ def _lam(sigma: float) -> float:
 def sample_dpmpp_2m(model: SigmaDenoiser, grid: SamplingGrid, x: torch.Tensor,
                     callback: Callback = None) -> torch.Tensor:
     sigmas = grid_sigmas(grid)
-    x = to_ve(x, sigmas[0])
     previous = None
     for i, t in enumerate(grid.timesteps.tolist()):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        x_prev = x
         denoised = model(x, sigma)
         h = _lam(sigma_next) - _lam(sigma)
         estimate = denoised
@@ -36,11 +37,12 @@ def sample_dpmpp_2m(model: SigmaDenoiser, grid: SamplingGrid, x: torch.Tensor,
         if previous is not None and sigma_next > 0 and h > 0 and h_prev > 0:
             r = h_prev / h
             estimate = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * previous
-        x = (sigma_next / sigma) * x - math.expm1(-h) * estimate
+        # x_ve' = (sigma_next / sigma) x_ve - expm1(-h) D, on the VP state
+        x = ve_update(x, sigma, sigma_next, (-math.expm1(-h), estimate))
         previous = denoised
         if callback is not None:
-            callback(Step(i, t, to_vp(x, sigma_next), denoised, len(grid)))
-    return to_vp(x, sigmas[-1])
+            callback(Step(i, t, x, denoised, len(grid), x_prev))
+    return x
 
 
 class DPMSolverPP2MSampler(GridSampler):

@@ -3,7 +3,9 @@
 Karras et al. 2022 (EDM), eq. 3 and Algorithm 2 with first-order steps. ``s_churn > 0``
 adds EDM's stochastic churn: before each step the noise level is raised to
 sigma_hat = sigma (1 + gamma), gamma = min(s_churn / n, sqrt(2) - 1), by adding fresh noise.
-Without churn this is algebraically DDIM with eta = 0.
+Without churn this is algebraically DDIM with eta = 0. In ratio form, with r = sigma_next /
+sigma_hat, a step is x_ve' = r x_ve + (1 - r) D, applied to the VP state (see
+:func:`sigma_denoiser.ve_update`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import torch
 
 from diffctl.samplers.base import Callback, GridSampler, SamplingGrid, Step
 from diffctl.samplers.noise import Generator, randn_like
-from diffctl.samplers.sigma_denoiser import SigmaDenoiser, grid_sigmas, to_ve, to_vp
+from diffctl.samplers.sigma_denoiser import SigmaDenoiser, add_noise, grid_sigmas, ve_update
 
 
 def churn(x: torch.Tensor, sigma: float, s_churn: float, n: int, generator: Generator
           ) -> tuple[torch.Tensor, float]:
-    """EDM's noise injection: raise sigma to sigma_hat and add the matching noise."""
+    """EDM's noise injection: raise sigma to sigma_hat and add the matching noise.
+
+    ``x`` is the VP state at sigma; the result is the VP state at sigma_hat.
+    """
     gamma = min(s_churn / n, math.sqrt(2) - 1) if s_churn > 0 else 0.0
     sigma_hat = sigma * (1 + gamma)
     if gamma > 0:
-        x = x + math.sqrt(sigma_hat**2 - sigma**2) * randn_like(x, generator)
+        x = add_noise(x, sigma, sigma_hat, randn_like(x, generator))
     return x, sigma_hat
 
 
@@ -32,15 +37,15 @@ def sample_euler(model: SigmaDenoiser, grid: SamplingGrid, x: torch.Tensor,
                  callback: Callback = None) -> torch.Tensor:
     sigmas = grid_sigmas(grid)
     n = len(grid)
-    x = to_ve(x, sigmas[0])
     for i, t in enumerate(grid.timesteps.tolist()):
+        x_prev = x
         x, sigma_hat = churn(x, sigmas[i], s_churn, n, generator)
         denoised = model(x, sigma_hat)
-        d = (x - denoised) / sigma_hat
-        x = x + d * (sigmas[i + 1] - sigma_hat)
+        r = sigmas[i + 1] / sigma_hat
+        x = ve_update(x, sigma_hat, sigmas[i + 1], (1 - r, denoised))
         if callback is not None:
-            callback(Step(i, t, to_vp(x, sigmas[i + 1]), denoised, len(grid)))
-    return to_vp(x, sigmas[-1])
+            callback(Step(i, t, x, denoised, len(grid), x_prev))
+    return x
 
 
 class EulerSampler(GridSampler):

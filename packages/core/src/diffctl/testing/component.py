@@ -44,13 +44,14 @@ def check_component(kind: str, name: str, options: Mapping[str, Any] | None = No
     Looks it up in ``registry`` (default: the process-wide one, which the ``diffctl_registry``
     fixture replaces by an isolated one); ``options`` configure it, ``kwargs`` go to the kind's
     check (e.g. ``symmetric=False`` for a metric). Kinds without a dedicated check get the
-    config checks and a build.
+    config checks and a build (``"build"`` in the passed list; ``skip=["build"]`` leaves it
+    out, and for any kind checks the config only).
     """
     spec = (registry or get_registry()).get(kind, name)
     label = f"{kind} '{name}' (plugin {spec.plugin}, {spec.distribution})"
     check = CHECKS.get(kind)
     if check is None:
-        checks = Checks(label, CONFIG_CHECKS, skip)
+        checks = Checks(label, (*CONFIG_CHECKS, "build"), skip)
         config_checks(checks, spec.config, options)
         checks.run("build", Builder(spec.factory, spec.config, options).build)
         return checks.passed

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from diffctl.testing._support import Builder, Checks, NotApplicable, label_for, require, same
 from diffctl.testing.config import CONFIG_CHECKS, config_checks
 
-DATASET_CHECKS = (*CONFIG_CHECKS, "protocol", "items", "value-range", "deterministic",
+DATASET_CHECKS = (*CONFIG_CHECKS, "build", "protocol", "items", "value-range", "deterministic",
                   "seed-is-used", "splits", "reference")
 
 
@@ -30,6 +30,7 @@ def check_dataset(factory: str | Callable[[Any], Any], config: type[BaseModel],
     ``reference`` (when the dataset offers ``train_tensor``/``test_tensor``/``reference(n,
     seed)``, which ``diffctl run`` needs for vector data: right shapes, consistent with
     ``ds[i]``, reproducible per seed). Raises :class:`ConformanceError` on the first failure.
+    ``skip=["build"]`` checks the config only.
     """
     import torch
 
@@ -38,6 +39,8 @@ def check_dataset(factory: str | Callable[[Any], Any], config: type[BaseModel],
     checks = Checks(label_for("dataset", factory, label), DATASET_CHECKS, skip)
     config_checks(checks, config, options)
     builder = Builder(factory, config, options)
+    if "build" in checks.skip:
+        return checks.passed
     ds = checks.run("build", builder.build)
 
     def protocol() -> None:

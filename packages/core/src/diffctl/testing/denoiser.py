@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -22,9 +23,13 @@ from diffctl.testing._support import (
 )
 from diffctl.testing.config import CONFIG_CHECKS, config_checks
 
-DENOISER_CHECKS = (*CONFIG_CHECKS, "protocol", "shapes-dtypes-devices", "conditional",
+DENOISER_CHECKS = (*CONFIG_CHECKS, "build", "protocol", "shapes-dtypes-devices", "conditional",
                    "deterministic", "batch-independent", "train-step")
 PREDICTIONS = ("epsilon", "sample", "v")
+#: The floating dtypes a denoiser is called with by default: float32 (what training and
+#: sampling use) and float64 (what exactness tests use); pass ``dtypes=("float32",)`` for a
+#: model that cannot run in float64.
+DTYPES = ("float32", "float64")
 
 
 def infer_sample_shape(config: BaseModel) -> tuple[int, ...] | None:
@@ -43,7 +48,8 @@ def check_denoiser(factory: str | Callable[[Any], Any], config: type[BaseModel],
                    options: Mapping[str, Any] | None = None, *,
                    sample_shape: tuple[int, ...] | None = None,
                    num_train_timesteps: int | None = None,
-                   devices: Collection[str] | None = None, label: str | None = None,
+                   devices: Collection[str] | None = None,
+                   dtypes: Collection[Any] = DTYPES, label: str | None = None,
                    skip: Collection[str] = ()) -> list[str]:
     """Check a denoiser built as ``factory(config(**options))``; returns the passed sub-checks.
 
@@ -51,24 +57,32 @@ def check_denoiser(factory: str | Callable[[Any], Any], config: type[BaseModel],
     ``image_size``); T (``num_train_timesteps``) to the config's field of that name, else 1000.
     Beyond the config checks: ``protocol`` (``prediction`` is epsilon, sample or v);
     ``shapes-dtypes-devices`` (``denoiser(x_t, t, cond=None)`` returns a finite tensor shaped,
-    typed and placed like ``x_t`` for t from 0 to T-1, on each of ``devices``, default CPU plus
-    CUDA when available); ``conditional`` (with ``num_classes``: labels and the null label -1
-    work); ``deterministic`` (same seed, same weights; same input, same output);
+    typed and placed like ``x_t`` for t from 0 to T-1, for each of ``dtypes`` (default float32
+    and float64) on each of ``devices`` (default CPU plus CUDA when
+    available); a ``torch.nn.Module`` is called as a copy moved with ``.to(device, dtype)``, so
+    the model under test stays on the CPU; on the ``meta`` device, which computes no values,
+    only shape, dtype and placement are checked, so ``devices=["cpu", "meta"]`` exercises
+    device handling on a machine without an accelerator); ``conditional`` (with
+    ``num_classes``: labels and the null label -1 work); ``deterministic`` (same seed, same
+    weights; same input, same output);
     ``batch-independent`` (in eval mode a row's output does not depend on the rest of the
     batch); ``train-step`` (for a ``torch.nn.Module``: one optimiser step on the diffusion loss
-    gives a finite loss, gradients and changed weights).
+    gives a finite loss, gradients and changed weights). ``skip=["build"]`` checks the config
+    only.
     """
     checks = Checks(label_for("denoiser", factory, label), DENOISER_CHECKS, skip)
     config_checks(checks, config, options)
     builder = Builder(factory, config, options)
+    if "build" in checks.skip:
+        return checks.passed
     with single_thread(), preserved_rng():
-        _denoiser_checks(checks, builder, sample_shape, num_train_timesteps, devices)
+        _denoiser_checks(checks, builder, sample_shape, num_train_timesteps, devices, dtypes)
     return checks.passed
 
 
 def _denoiser_checks(checks: Checks, builder: Builder, sample_shape: tuple[int, ...] | None,
-                     num_train_timesteps: int | None,
-                     devices: Collection[str] | None) -> None:
+                     num_train_timesteps: int | None, devices: Collection[str] | None,
+                     dtypes: Collection[Any]) -> None:
     import torch
 
     from diffctl.protocols import Denoiser
@@ -91,20 +105,21 @@ def _denoiser_checks(checks: Checks, builder: Builder, sample_shape: tuple[int, 
     num_classes = getattr(model, "num_classes", None) or getattr(cfg, "num_classes", None)
     gen = torch.Generator().manual_seed(0)
 
-    def inputs(batch: int, device: str = "cpu") -> tuple[Any, Any]:
-        x = torch.randn((batch, *shape), generator=gen).to(device)
+    def inputs(batch: int, device: str = "cpu", dtype: Any = torch.float32) -> tuple[Any, Any]:
+        x = torch.randn((batch, *shape), generator=gen).to(device=device, dtype=dtype)
         t = torch.randint(0, T, (batch,), generator=gen)
         t[:2] = torch.tensor([0, T - 1])[: min(2, batch)]
         return x, t.to(device)
 
-    def call(x: Any, t: Any, cond: Any = None) -> Any:
-        out = model(x, t, cond=cond)
+    def call(x: Any, t: Any, cond: Any = None, subject: Any = None) -> Any:
+        out = (model if subject is None else subject)(x, t, cond=cond)
         require(isinstance(out, torch.Tensor) and out.shape == x.shape
                 and out.dtype == x.dtype and out.device == x.device,
                 f"input {x.dtype} {tuple(x.shape)} on {x.device} gave "
                 f"{getattr(out, 'dtype', type(out).__name__)} "
                 f"{tuple(getattr(out, 'shape', ()))} on {getattr(out, 'device', '?')}")
-        require(bool(torch.isfinite(out).all()), "non-finite output")
+        if out.device.type != "meta":  # meta tensors carry no values
+            require(bool(torch.isfinite(out).all()), f"non-finite {x.dtype} output on {x.device}")
         return out
 
     def protocol() -> None:
@@ -114,14 +129,16 @@ def _denoiser_checks(checks: Checks, builder: Builder, sample_shape: tuple[int, 
                 f"prediction must be one of {PREDICTIONS}, got {model.prediction!r}")
 
     def shapes() -> None:
-        try:
-            for device in default_devices(devices):
+        wanted = [getattr(torch, d) if isinstance(d, str) else d for d in dtypes]
+        require(wanted and all(isinstance(d, torch.dtype) and d.is_floating_point
+                               for d in wanted), f"dtypes must be floating torch dtypes (or "
+                f"their names), got {list(dtypes)!r}")
+        for device in default_devices(devices):
+            for dtype in wanted:
+                subject = model
                 if is_module:
-                    model.to(device)
-                call(*inputs(4, device))
-        finally:
-            if is_module:
-                model.to("cpu")
+                    subject = copy.deepcopy(model).to(device=device, dtype=dtype)
+                call(*inputs(4, device, dtype), subject=subject)
 
     def conditional() -> None:
         if not num_classes:

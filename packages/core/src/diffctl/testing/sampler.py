@@ -2,8 +2,10 @@
 
 For data x0 ~ N(mu, s^2) the exact denoiser is linear in x_t (:class:`GaussianDenoiser`), so a
 sampler that integrates the reverse process correctly must turn pure noise into samples with
-mean mu and standard deviation s, up to its discretisation error. A sampler that ignores the
-model, misreads its prediction type or mis-scales a step fails this test.
+mean mu and standard deviation s, up to its discretisation error. A deterministic sampler must
+moreover follow the probability-flow ODE, whose solution is known in closed form for Gaussian
+data (:meth:`GaussianDenoiser.flow`). A sampler that ignores the model, misreads its prediction
+type, mis-scales a step or adds a bias fails this test.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import BaseModel
 from diffctl.testing._support import (
     Builder,
     Checks,
+    NotApplicable,
     default_devices,
     label_for,
     max_diff,
@@ -26,9 +29,9 @@ from diffctl.testing._support import (
 )
 from diffctl.testing.config import CONFIG_CHECKS, config_checks
 
-SAMPLER_CHECKS = (*CONFIG_CHECKS, "protocol", "shapes-dtypes-devices", "callback",
-                  "deterministic", "batch-independent", "gaussian", "prediction-types",
-                  "zero-terminal-snr")
+SAMPLER_CHECKS = (*CONFIG_CHECKS, "build", "protocol", "shapes-dtypes-devices", "callback",
+                  "deterministic", "batch-independent", "gaussian", "probability-flow",
+                  "prediction-types", "zero-terminal-snr")
 PREDICTIONS = ("epsilon", "sample", "v")
 
 
@@ -60,6 +63,18 @@ class GaussianDenoiser:
             return x0
         return a.sqrt() * eps - (1 - a).sqrt() * x0
 
+    def flow(self, x_T: Any) -> Any:
+        """Where the probability-flow ODE takes ``x_T`` (at t = T-1) to at alpha-bar = 1.
+
+        In variance-exploding coordinates y = x / sqrt(ab) = x0 + sigma eps with
+        sigma^2 = (1 - ab) / ab, the ODE's flow for Gaussian data keeps
+        (y - mu) / sqrt(s^2 + sigma^2) constant, so x0 = mu + s (y_T - mu) / sqrt(s^2 + sigma_T^2)
+        = mu + s (x_T - sqrt(ab_T) mu) / sqrt(ab_T s^2 + 1 - ab_T). A grid that starts below
+        T-1 changes this by O(ab_T) (4e-5 on the linear schedule).
+        """
+        a = float(self.table[-1])
+        return self.mu + self.s * (x_T - a**0.5 * self.mu) / (a * self.s**2 + 1 - a) ** 0.5
+
 
 def normal_quantiles(n: int) -> Any:
     """(n, 1) float64 standard-normal quantiles at (i + 1/2) / n: noise without sampling error,
@@ -71,10 +86,10 @@ def normal_quantiles(n: int) -> Any:
 
 
 def check_sampler(factory: str | Callable[[Any], Any], config: type[BaseModel],
-                  options: Mapping[str, Any] | None = None, *, num_steps: int = 250,
-                  tolerance: float = 0.04, num_samples: int = 10_000,
-                  devices: Collection[str] | None = None, label: str | None = None,
-                  skip: Collection[str] = ()) -> list[str]:
+                  options: Mapping[str, Any] | None = None, *, num_steps: int = 1000,
+                  tolerance: float = 0.02, num_samples: int = 40_000,
+                  flow_tolerance: float = 0.02, devices: Collection[str] | None = None,
+                  label: str | None = None, skip: Collection[str] = ()) -> list[str]:
     """Check a sampler built as ``factory(config(**options))``; returns the passed sub-checks.
 
     Beyond the config checks: ``protocol``; ``shapes-dtypes-devices`` (vectors and images,
@@ -84,21 +99,38 @@ def check_sampler(factory: str | Callable[[Any], Any], config: type[BaseModel],
     RNG; x_T is not modified; the ``deterministic`` flag tells the truth about using the
     generator); ``batch-independent`` (per-sample generators: a batch split in two gives the
     same samples); ``gaussian`` (data N(0.5, 0.8^2) with its exact denoiser: ``num_samples``
-    samples in ``num_steps`` steps have mean and std within ``tolerance``); ``prediction-types``
-    (epsilon, sample and v versions of one model give the same samples);
-    ``zero-terminal-snr`` (finite, right mean on a schedule whose last alpha-bar is 0).
+    samples in ``num_steps`` steps have mean and std within ``tolerance``, see below);
+    ``probability-flow`` (when ``sampler.deterministic``: every one of those samples is within
+    ``flow_tolerance`` of the exact probability-flow ODE solution, :meth:`GaussianDenoiser.flow`;
+    skip it for a deterministic sampler that is not an ODE solver); ``prediction-types`` (epsilon,
+    sample and v versions of one model give the same samples); ``zero-terminal-snr`` (finite,
+    right mean on a schedule whose last alpha-bar is 0). ``skip=["build"]`` checks the config
+    only.
+
+    The ``gaussian`` tolerance is honest at the default sizes: x_T is the ``num_samples``
+    standard-normal quantiles, so a deterministic sampler's statistics carry no sampling error
+    at all; a stochastic sampler's are at worst those of ``num_samples`` independent draws from
+    N(0.5, 0.8^2), whose standard errors are 0.8 / sqrt(n) = 0.004 for the mean and
+    0.8 / sqrt(2 n) = 0.0028 for the std at n = 40,000. The default 0.02 is thus at least five
+    standard errors, leaving room for a correct sampler's discretisation bias at 1000 steps
+    (the core's ancestral sampler is about 0.006 low in std) while a bias above 0.02 fails. With
+    a smaller ``num_samples`` scale ``tolerance`` by sqrt(40,000 / n) to keep that margin.
     """
     checks = Checks(label_for("sampler", factory, label), SAMPLER_CHECKS, skip)
     config_checks(checks, config, options)
     builder = Builder(factory, config, options)
+    if "build" in checks.skip:
+        return checks.passed
     sampler = checks.run("build", builder.build)
     with single_thread(), preserved_rng():
-        _sampler_checks(checks, sampler, num_steps, tolerance, num_samples, devices)
+        _sampler_checks(checks, sampler, num_steps, tolerance, num_samples, flow_tolerance,
+                        devices)
     return checks.passed
 
 
 def _sampler_checks(checks: Checks, sampler: Any, num_steps: int, tolerance: float,
-                    num_samples: int, devices: Collection[str] | None) -> None:
+                    num_samples: int, flow_tolerance: float,
+                    devices: Collection[str] | None) -> None:
     import torch
 
     from diffctl.protocols import Sampler
@@ -179,15 +211,38 @@ def _sampler_checks(checks: Checks, sampler: Any, num_steps: int, tolerance: flo
         require(diff <= 1e-6, f"samples depend on the batch they are drawn in (max difference "
                 f"{diff:.3g}); draw noise with diffctl.samplers.noise.randn_like")
 
+    gaussian_samples: dict[str, Any] = {}
+
+    def gaussian_run() -> tuple[Any, Any]:
+        """(x_T, samples) of the analytic test, computed once for both sub-checks."""
+        if not gaussian_samples:
+            x_T = normal_quantiles(num_samples)
+            gen = PerSampleGenerator(1, num_samples)
+            gaussian_samples.update(x_T=x_T, out=sampler.sample(model, linear, x_T, num_steps,
+                                                                generator=gen))
+        return gaussian_samples["x_T"], gaussian_samples["out"]
+
     def gaussian() -> None:
-        x_T = normal_quantiles(num_samples)
-        gen = PerSampleGenerator(1, num_samples)
-        out = sampler.sample(model, linear, x_T, num_steps, generator=gen)
+        _, out = gaussian_run()
         mean, std = float(out.mean()), float(out.std())
         require(abs(mean - model.mu) <= tolerance and abs(std - model.s) <= tolerance,
                 f"data N({model.mu}, {model.s}^2) with its exact denoiser: {num_steps} steps "
                 f"gave mean {mean:.4f}, std {std:.4f} (tolerance {tolerance}); the sampler "
                 "ignores or misuses the model, or needs more steps (num_steps=...)")
+
+    def probability_flow() -> None:
+        if not getattr(sampler, "deterministic", False):
+            raise NotApplicable
+        x_T, out = gaussian_run()
+        exact = model.flow(x_T)
+        diff = max_diff(out, exact)
+        worst = int((out.double() - exact).abs().argmax())
+        require(diff <= flow_tolerance,
+                f"a deterministic sampler must solve the probability-flow ODE: {num_steps} steps "
+                f"took x_T = {float(x_T.flatten()[worst]):.4f} to {float(out.flatten()[worst]):.4f}"
+                f", the exact solution is {float(exact.flatten()[worst]):.4f} (max difference "
+                f"{diff:.3g}, tolerance {flow_tolerance}); skip 'probability-flow' if the "
+                "sampler is deterministic but not an ODE solver")
 
     def prediction_types() -> None:
         outs = {}
@@ -220,5 +275,6 @@ def _sampler_checks(checks: Checks, sampler: Any, num_steps: int, tolerance: flo
     checks.run("deterministic", deterministic)
     checks.run("batch-independent", batch_independent)
     checks.run("gaussian", gaussian)
+    checks.run("probability-flow", probability_flow)
     checks.run("prediction-types", prediction_types)
     checks.run("zero-terminal-snr", zero_terminal_snr)

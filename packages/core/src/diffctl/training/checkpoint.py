@@ -2,7 +2,10 @@
 
 Layout of one checkpoint folder ``checkpoints/epoch-0010/``:
 ``model.safetensors``, ``ema.safetensors`` (if EMA is on), ``optimizer.safetensors`` (the
-optimizer's tensors), ``state.json`` (step, epoch, optimizer hyper-parameters, metrics).
+optimizer's tensors), ``state.json`` (step, epoch, optimizer hyper-parameters, best value,
+losses, EMA update count and the RNG state). The trainer draws every random number of epoch
+``e`` from generators seeded with ``(seed, e)`` and checkpoints fall on epoch boundaries, so
+the RNG state is just ``{"seed", "next_epoch"}``: plain JSON, exact on every device.
 The folder is written under a temporary name and renamed into place, so a killed process
 leaves either a whole checkpoint or none. ``checkpoints/last`` and ``checkpoints/best`` are
 one-line pointer files, also replaced atomically. No pickle anywhere.

@@ -37,14 +37,16 @@ class TrainingDiverged(DiffctlError):
 
 
 def pick_device(choice: str = "auto") -> torch.device:
-    """cuda > mps > cpu for ``auto``; an explicit choice that is unavailable is an error."""
+    """cuda > mps > cpu for ``auto``; an explicit choice that is unavailable is a usage error."""
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise DiffctlError("device 'cuda' requested but CUDA is not available")
+        raise UsageError("train.device 'cuda' requested but CUDA is not available here "
+                         "(use auto or cpu)")
     if choice == "mps" and not has_mps:
-        raise DiffctlError("device 'mps' requested but MPS is not available")
+        raise UsageError("train.device 'mps' requested but MPS is not available here "
+                         "(use auto or cpu)")
     return torch.device(choice)
 
 
@@ -145,7 +147,12 @@ class Trainer:
     def save(self, name: str) -> Path | None:
         if self.checkpoint_dir is None:
             return None
-        state = self.state.as_dict() | {"ema_updates": self.ema.updates if self.ema else 0}
+        # the RNG state: every random draw of epoch e comes from generators seeded with
+        # mix_seed(seed, e) (and seed + 1 for dropout), so (seed, next epoch) restores it
+        rng = {"scheme": "mix_seed(seed, epoch) per epoch", "seed": self.seed,
+               "next_epoch": self.state.epoch}
+        state = self.state.as_dict() | {"ema_updates": self.ema.updates if self.ema else 0,
+                                        "rng": rng}
         return save_checkpoint(self.checkpoint_dir, name, self.model, self.optimizer, state,
                                ema=self.ema.shadow if self.ema else None)
 
@@ -160,6 +167,10 @@ class Trainer:
             return False
         saved = load_checkpoint(path, self.model, self.optimizer,
                                 self.ema.shadow if self.ema else None)
+        rng = saved.get("rng", {})
+        if rng.get("seed", self.seed) != self.seed:
+            raise UsageError(f"checkpoint {path} was trained with seed {rng['seed']}, this "
+                             f"run has seed {self.seed}: resuming would not continue it")
         if self.ema is not None:
             self.ema.updates = int(saved.get("ema_updates", 0))
         for key in TrainState.__dataclass_fields__:
@@ -191,11 +202,13 @@ class Trainer:
         patience = cfg.early_stopping_patience
         stop = patience is not None and st.evals_without_improvement >= patience and not last
         st.stopped_early = stop
+        # the record goes out before the checkpoint: a run killed in between has a record
+        # without its checkpoint, which resuming drops (diffctl.runs.run), never the reverse
+        if self.on_eval is not None:
+            self.on_eval(st, metrics)
         self.save(name)
         if improved and self.checkpoint_dir is not None:
             write_pointer(self.checkpoint_dir / "best", name)
-        if self.on_eval is not None:
-            self.on_eval(st, metrics)
         return broadcast_flag(stop, self.dist, self.device)
 
     def fit(self) -> TrainState:
