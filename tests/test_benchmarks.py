@@ -42,3 +42,10 @@ def test_precision_compile_runs_on_cpu() -> None:
 def test_fid_speed_on_random_images(tmp_path: Path) -> None:
     out = bench("fid_speed.py", "--n", "200", "--repeats", "1")
     assert "median" in out and "target < 30 s" in out
+
+
+@pytest.mark.slow
+def test_eval_workers_compares_one_and_two_workers() -> None:
+    out = bench("eval_workers.py", "--checkpoints", "2", "--num-samples", "100", "--steps",
+                "10", "--workers", "2")
+    assert "2 checkpoints" in out and "workers=1 threads=1:" in out and "speed-up" in out

@@ -331,3 +331,18 @@ def test_unknown_sampler_suggests_closest() -> None:
 
     with pytest.raises(UnknownComponentError, match="did you mean 'ddim'"):
         diffctl.create("sampler", "dim")
+
+
+@pytest.mark.parametrize("name", ["ancestral", "ddim"])
+def test_seed_gives_per_sample_noise_without_a_generator(name: str) -> None:
+    """``seed=`` (and ``offset``) make a stochastic sampler's rows independent of the batch."""
+    scheduler = diffctl.create("scheduler", "linear")
+    sampler = diffctl.create("sampler", name, **({"eta": 1.0} if name == "ddim" else {}))
+    x_T = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    whole = sampler.sample(ToyDenoiser("epsilon"), scheduler, x_T, 8, seed=3)
+    parts = torch.cat([sampler.sample(ToyDenoiser("epsilon"), scheduler, x_T[:2], 8, seed=3),
+                       sampler.sample(ToyDenoiser("epsilon"), scheduler, x_T[2:], 8, seed=3,
+                                      offset=2)])
+    torch.testing.assert_close(whole, parts, rtol=0, atol=0)
+    other = sampler.sample(ToyDenoiser("epsilon"), scheduler, x_T, 8, seed=4)
+    assert not torch.equal(whole, other)

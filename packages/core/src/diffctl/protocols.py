@@ -80,9 +80,11 @@ class Sampler(Protocol):
     Stateless: calling ``sample`` twice with the same inputs and generator state gives the
     same output. ``generator`` may be a ``torch.Generator`` or a per-sample generator
     (``diffctl.samplers.noise.PerSampleGenerator``) so samples do not depend on batch size.
+    ``x_T`` is (B, *sample_shape) float; the result has its shape, dtype and device.
     ``callback`` receives a ``diffctl.samplers.base.Step`` after every step. The built-in
-    samplers also take ``guidance_scale`` (classifier-free guidance) and ``inpaint``
-    (``diffctl.samplers.base.Inpaint``); a sampler without them simply does not offer them.
+    samplers also take ``guidance_scale`` (classifier-free guidance), ``inpaint``
+    (``diffctl.samplers.base.Inpaint``) and ``seed``/``offset`` (per-sample noise without a
+    generator); a sampler without them simply does not offer them.
     """
 
     deterministic: bool

@@ -427,6 +427,7 @@ class KID(_FidelityMetric):
     """
 
     metric_key = "kid"
+    zero_centred = True  # unbiased MMD^2: its floor is read at the 95th percentile
     reference_kind = "features"
     reference_field = "reference_features"
 

@@ -107,6 +107,8 @@ class RBFMMD:
     """
 
     higher_is_better = False
+    #: unbiased MMD^2 is centred on zero: its floor is read at the 95th percentile
+    zero_centred = True
 
     def __init__(self, config: MMDRBFConfig | None = None):
         self.config = config or MMDRBFConfig()
@@ -124,6 +126,8 @@ class LinearMMD:
     """``mmd-linear``: unbiased MMD² with the linear kernel; ``{"mmd-linear": value}``."""
 
     higher_is_better = False
+    #: unbiased MMD^2 is centred on zero: its floor is read at the 95th percentile
+    zero_centred = True
 
     def __init__(self, config: MMDLinearConfig | None = None):
         self.config = config or MMDLinearConfig()

@@ -73,16 +73,18 @@ def _progress():
 
 
 def _metrics_table(title: str, values: dict, floors: dict) -> Table:
-    """Each value next to its real-vs-real floor (mean, p95) and the ratio to the mean."""
+    """Each value next to its real-vs-real floor (mean, p95) and their ratio: to the mean,
+    or for estimators centred on zero (unbiased MMD^2, KID) to the p95 (DESIGN.md)."""
     table = Table(title=title)
-    for col in ("metric", "value", "floor mean", "floor p95", "value / floor mean"):
+    for col in ("metric", "value", "floor mean", "floor p95", "value / floor"):
         table.add_column(col, justify="right" if col != "metric" else "left")
     for name, value in values.items():
         floor = floors.get(name)
         if floor:
-            # a ratio only means something for floors well above zero; unbiased estimators
-            # (MMD^2, KID) centre on zero: compare those with the p95 column instead
-            ratio = f"{value / floor['mean']:.2f}" if floor["mean"] > 0 else "-"
+            if floor.get("zero_centred"):
+                ratio = f"{value / floor['p95']:.2f} x p95" if floor["p95"] > 0 else "-"
+            else:
+                ratio = f"{value / floor['mean']:.2f}" if floor["mean"] > 0 else "-"
             table.add_row(name, f"{value:.4g}", f"{floor['mean']:.4g}", f"{floor['p95']:.4g}",
                           ratio)
         else:
@@ -388,6 +390,8 @@ def evaluate(
     checkpoints: Annotated[str, typer.Option(help="all, last, best or comma-separated names.")]
     = "all",
     workers: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
+    threads: Annotated[int | None, typer.Option(
+        help="Torch/BLAS threads per worker (default: cores // workers).")] = None,
     metric: Annotated[list[str] | None, typer.Option(help="Metric (default: the run's).")]
     = None,
     num_samples: Annotated[int | None, typer.Option(
@@ -434,7 +438,7 @@ def evaluate(
     if n < 2:
         raise UsageError(f"--num-samples must be at least 2, got {n}")
     started = time.perf_counter()
-    results = sweep(run_dir, names, metrics, n, steps, seed, workers, device)
+    results = sweep(run_dir, names, metrics, n, steps, seed, workers, device, threads)
     seconds = time.perf_counter() - started
     floor_values = _floors(cfg, registry, metrics, n) if floors else {}
     (run_dir / "eval").mkdir(exist_ok=True)

@@ -378,14 +378,19 @@ def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.
 def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[str, Any]],
                   dataset: Any, n: int, draws: int, seed: int) -> dict[str, dict[str, Any]]:
     """Real-vs-real floors (mean, p95, values) of the sample metrics among ``names`` at sample
-    size ``n``; model metrics have none."""
+    size ``n``; model metrics have none. A metric with ``zero_centred = True`` (unbiased MMD^2,
+    KID) has its headline floor marked so: "within k x of the floor" means below k x p95."""
     from diffctl.evaluation.floor import metric_floor
 
     floors: dict[str, dict[str, Any]] = {}
     for name in names:
         metric = registry.create("metric", name, options.get(name))
-        if not is_model_metric(metric):
-            floors.update(metric_floor(metric, dataset.reference, n, draws=draws, seed=seed))
+        if is_model_metric(metric):
+            continue
+        found = metric_floor(metric, dataset.reference, n, draws=draws, seed=seed)
+        if getattr(metric, "zero_centred", False) and name in found:
+            found[name]["zero_centred"] = True  # compare with the p95, not the mean
+        floors.update(found)
     return floors
 
 

@@ -104,16 +104,38 @@ def prepare_references(run_dir: Path, metrics: list[str], num_samples: int, seed
     return sources, overrides
 
 
+#: Thread-count variables of the numerical libraries (OpenMP, OpenBLAS, MKL, ...).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _init_worker(threads: int) -> None:
+    """Start of a worker process: cap every library's threads at this worker's share of the
+    cores before numpy, scikit-learn or torch is imported (N workers x all cores each would
+    oversubscribe the machine), then pay the imports and the plugin loading once."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    import torch
+
+    from diffctl.registry import get_registry
+
+    torch.set_num_threads(threads)
+    get_registry()
+
+
 def sweep(run_dir: Path, checkpoints: list[str], metrics: list[str], num_samples: int,
           num_steps: int | None, seed: int, workers: int = 1,
-          device: str | None = None) -> list[dict[str, Any]]:
+          device: str | None = None, threads: int | None = None) -> list[dict[str, Any]]:
     """Evaluate ``checkpoints`` of ``run_dir`` with ``workers`` processes, in epoch order, on
-    ``device`` (default: the run's train.device)."""
+    ``device`` (default: the run's train.device), each process using ``threads`` threads
+    (default: its share of the cores, ``cpu_count // workers``)."""
     if not checkpoints:
         raise UsageError(f"run {run_dir} has no checkpoints to evaluate")
     if workers < 1:
         raise UsageError("--workers must be at least 1")
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    if threads is not None and threads < 1:
+        raise UsageError("--threads must be at least 1")
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     with tempfile.TemporaryDirectory(prefix="diffctl-sweep-") as folder:
         _, overrides = prepare_references(run_dir, metrics, num_samples, seed, folder)
         args = [(str(run_dir), c, metrics, num_samples, num_steps, seed, threads, True,
@@ -122,6 +144,7 @@ def sweep(run_dir: Path, checkpoints: list[str], metrics: list[str], num_samples
             results = [evaluate_checkpoint(*a) for a in args]
         else:
             ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                     initializer=_init_worker, initargs=(threads,)) as pool:
                 results = list(pool.map(evaluate_checkpoint, *zip(*args, strict=True)))
     return sorted(results, key=lambda r: r["epoch"])

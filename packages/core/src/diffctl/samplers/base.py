@@ -256,12 +256,21 @@ class GridSampler:
         callback: Callback = None,
         guidance_scale: float | None = None,
         inpaint: Inpaint | None = None,
+        seed: int | None = None,
+        offset: int = 0,
     ) -> torch.Tensor:
         """Integrate from pure noise ``x_T`` to data in ``num_steps`` grid steps.
 
         ``guidance_scale`` (default: the config's) needs ``cond`` and a class-conditional
         denoiser; ``inpaint`` keeps the known pixels of a reference (see :class:`Inpaint`).
+        Stochastic steps draw from ``generator``; without one, ``seed`` gives row i of the
+        batch the stream of sample ``offset + i`` (:class:`PerSampleGenerator`), so a sample
+        does not change with the batch it is drawn in. With neither, torch's global RNG.
         """
+        if generator is None and seed is not None:
+            from diffctl.samplers.noise import PerSampleGenerator
+
+            generator = PerSampleGenerator(seed, x_T.shape[0], offset)
         scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
         if scale != 1.0 and cond is None:
             raise UsageError(f"guidance_scale {scale} needs class labels (cond) and a "
