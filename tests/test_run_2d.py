@@ -192,6 +192,14 @@ def test_compare_knows_which_way_each_metric_is_better(tmp_path: Path) -> None:
     assert out["summary"]["mmd-rbf"]["best"] == 0.01
     assert out["higher_is_better"] == {"mode-coverage": True, "mmd-rbf": False}
     assert out["final"]["psnr"] == 21.5 and out["final"]["train_seconds"] == 3.0
+    noisy = [{"epoch": e, "mmd-rbf": v} for e, v in
+             [(1, 0.05), (2, 0.004), (3, -0.0002), (4, 0.0001), (5, -0.0003)]]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in noisy))
+    mmd = compare_runs([run])[str(run)]["summary"]["mmd-rbf"]
+    # centred on zero: negative values are noise about 0, so the best is 0 (first at epoch 3)
+    # and "within 10%" is within 10% of the 0.05 range: from epoch 2 on
+    assert mmd["best"] == 0.0 and mmd["best_epoch"] == 3 and mmd["epochs_to_within_10pct"] == 2
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     asked = compare_runs([run], ["modes_hit"])[str(run)]["summary"]["modes_hit"]
     assert asked["best"] == 4.0  # unregistered key: lower is better unless told otherwise
     told = compare_runs([run], ["modes_hit"], {"modes_hit": True})[str(run)]["summary"]

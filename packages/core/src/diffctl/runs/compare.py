@@ -22,19 +22,27 @@ def load_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def summarize(history: list[dict[str, Any]], metric: str, higher_is_better: bool = False,
-              last_k: int = 5, tolerance: float = 0.1) -> dict[str, Any]:
+              last_k: int = 5, tolerance: float = 0.1,
+              zero_centred: bool = False) -> dict[str, Any]:
     """Best value and its epoch; epochs to come within ``tolerance`` of the best
     (convergence speed); coefficient of variation over the last ``last_k`` checkpoints
-    (stability)."""
+    (stability).
+
+    For an estimator centred on zero (unbiased MMD², KID) a negative value is sampling noise
+    around a true 0: values are clipped at 0 before picking the best, and "within tolerance"
+    means within ``tolerance`` of the way from the worst value to the best (10% of the
+    best itself would be 0 there)."""
     pts = [(r["epoch"], float(r[metric])) for r in history
            if metric in r and math.isfinite(float(r[metric]))]
     if not pts:
         return {}
     epochs, values = zip(*pts, strict=True)
     arr = np.asarray(values)
+    if zero_centred:
+        arr = np.maximum(arr, 0.0)
     i = int(arr.argmax() if higher_is_better else arr.argmin())
     best = float(arr[i])
-    margin = tolerance * abs(best)
+    margin = tolerance * (abs(float(arr.max() - arr.min())) if zero_centred else abs(best))
     good = arr >= best - margin if higher_is_better else arr <= best + margin
     tail = arr[-last_k:]
     mean = float(tail.mean())
@@ -44,9 +52,9 @@ def summarize(history: list[dict[str, Any]], metric: str, higher_is_better: bool
             "checkpoints": len(arr)}
 
 
-def metric_direction(name: str, registry: Any = None) -> bool | None:
-    """``higher_is_better`` of the registered metric ``name``; None if no metric has that
-    name (a secondary value such as ``mmd_bandwidth``)."""
+def _metric_attribute(name: str, attribute: str, registry: Any = None) -> bool | None:
+    """A class attribute of the registered metric ``name`` (False when it lacks it); None if
+    no metric has that name (a secondary value such as ``mmd_bandwidth``)."""
     from diffctl.errors import UnknownComponentError
     from diffctl.registry import get_registry
 
@@ -55,10 +63,17 @@ def metric_direction(name: str, registry: Any = None) -> bool | None:
         spec = registry.get("metric", name)
     except UnknownComponentError:
         return None
-    value = getattr(spec.load_factory(), "higher_is_better", None)
-    if value is None:  # a factory function: ask the component it builds
-        value = getattr(spec.create(), "higher_is_better", False)
+    factory = spec.load_factory()
+    value = getattr(factory, attribute, None)
+    if value is None and not isinstance(factory, type):  # a factory function: ask its product
+        value = getattr(spec.create(), attribute, None)
     return bool(value)
+
+
+def metric_direction(name: str, registry: Any = None) -> bool | None:
+    """``higher_is_better`` of the registered metric ``name``; None if no metric has that
+    name."""
+    return _metric_attribute(name, "higher_is_better", registry)
 
 
 def compare_runs(run_dirs: list[Path], metrics: list[str] | None = None,
@@ -95,7 +110,9 @@ def compare_runs(run_dirs: list[Path], metrics: list[str] | None = None,
             final.update(ev.get("reconstruction", {}).get("metrics", {}))
             final["train_seconds"] = data.get("train", {}).get("train_seconds")
         out[str(run)] = {"final": final,
-                         "summary": {m: summarize(history, m, directions.get(m, False))
+                         "summary": {m: summarize(history, m, directions.get(m, False),
+                                                  zero_centred=bool(_metric_attribute(
+                                                      m, "zero_centred", registry)))
                                      for m in names},
                          "higher_is_better": {m: directions.get(m, False) for m in names}}
     return out
