@@ -569,14 +569,6 @@ def test_identical_inputs_beyond_the_floors_p95_fail() -> None:
         check_metric(Inflated, MetricConfig, zero_for_identical=False)
 
 
-def test_percentile_is_numpys_linear_interpolation() -> None:
-    from diffctl.testing.metric import percentile
-
-    values = [0.3, 0.1, 0.5, 0.2, 0.4]
-    for q in (0, 5, 50, 95, 100):
-        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
-
-
 # -- plugins, dispatch, skipping ---------------------------------------------------------------
 def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str):
     (tmp_path / f"{name}.py").write_text(source)
@@ -728,3 +720,34 @@ def test_importing_the_kit_and_its_pytest_plugin_is_cheap() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_model_metrics_get_their_own_checks() -> None:
+    """test-loss scores a model (ModelMetric): protocol, finite output and determinism are
+    checked on a small denoiser; a model metric with a non-finite or seed-ignoring value fails."""
+    from diffctl.testing.config import CONFIG_CHECKS
+
+    assert check_component("metric", "test-loss")[-4:] == [
+        "build", "protocol", "output", "deterministic"]
+    assert set(CONFIG_CHECKS) & set(check_component("metric", "test-loss"))
+
+    class Unstable:
+        higher_is_better = False
+        calls = 0
+
+        def __init__(self, config=None):
+            pass
+
+        def score_model(self, denoiser, scheduler, data, labels=None, seed=0):
+            Unstable.calls += 1
+            return {"unstable": float(Unstable.calls)}
+
+    with pytest.raises(ConformanceError, match="deterministic: the same inputs and seed"):
+        check_metric(Unstable, DenoiserConfig)
+
+    class NotFinite(Unstable):
+        def score_model(self, denoiser, scheduler, data, labels=None, seed=0):
+            return {"loss": float("nan")}
+
+    with pytest.raises(ConformanceError, match="output: values must be finite"):
+        check_metric(NotFinite, DenoiserConfig)
