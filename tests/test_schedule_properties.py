@@ -324,8 +324,11 @@ def test_ddim_eta_one_is_ancestral_sampling(p: Params, data: st.DataObject) -> N
     for a, b in zip(*steps, strict=True):
         close(a.x, b.x, 1e-10)
     close(outs[0], outs[1], 1e-10)
-    if n > 1:  # and the noise did matter (exactly: an epsilon model at alpha_bar ~ 1e-17
-        # makes |x| ~ 1e5, where allclose's relative tolerance would hide a small noise term)
+    # and the noise did matter (exactly: an epsilon model at alpha_bar ~ 1e-17 makes |x| ~ 1e5,
+    # where allclose's relative tolerance would hide a small noise term). Where |x| passes
+    # ~1e15 (an epsilon model at alpha_bar ~ 1e-34, e.g. T = 246 linear betas 0.031..0.5) the
+    # O(1) noise is below float64's resolution of x itself, so no test can see it there.
+    if n > 1 and float(outs[1].abs().max()) < 1e14:
         other = diffctl.create("sampler", "ancestral", spacing=spacing).sample(
             model, sched, x_T, n, generator=PerSampleGenerator(seed + 1, 6))
         assert not torch.equal(other, outs[1])
