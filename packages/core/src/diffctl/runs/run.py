@@ -20,6 +20,7 @@ import torch
 
 from diffctl.errors import UsageError
 from diffctl.registry import Registry, get_registry
+from diffctl.runs.compare import metric_direction
 from diffctl.runs.config import RunConfig, dump
 from diffctl.samplers.base import Trajectory
 from diffctl.samplers.noise import initial_noise
@@ -316,14 +317,12 @@ def make_trainer(config: RunConfig, components: Components, run: RunDirectory | 
         if on_step is not None:
             on_step(event)
 
-    def higher_is_better(name: str) -> bool:
-        return bool(registry.create("metric", name).higher_is_better)
-
     return Trainer(components.denoiser, components.scheduler, ds.train_tensor(), config.train,
                    seed=config.seed, labels=_labels(ds, "train") if conditional else None,
                    augment=getattr(ds, "augment", None),
                    checkpoint_dir=run.checkpoints if run else None, evaluate=evaluate,
-                   higher_is_better=higher_is_better, on_step=log_step, on_eval=on_eval)
+                   higher_is_better=lambda name: bool(metric_direction(name, registry)),
+                   on_step=log_step, on_eval=on_eval)
 
 
 def _labels(dataset: Any, split: str) -> torch.Tensor:

@@ -55,14 +55,14 @@ class SamplingGrid:
 
 
 def sampling_grid(scheduler: Any, num_steps: int, spacing: str = "trailing",
-                  final_alpha_one: bool = True, keep_zero: bool = False) -> SamplingGrid:
-    """The grid an ``num_steps``-step sampler walks over ``scheduler``'s alpha_bar table.
-
-    ``keep_zero`` keeps an exact alpha_bar = 0 instead of the stand-in (see MIN_ALPHA_BAR).
-    """
+                  final_alpha_one: bool = True, table: torch.Tensor | None = None
+                  ) -> SamplingGrid:
+    """The grid an ``num_steps``-step sampler walks over an alpha_bar table: ``table``
+    (e.g. :meth:`GridSampler.alpha_bar_table`), default ``scheduler``'s with zeros replaced
+    by the stand-in (see MIN_ALPHA_BAR)."""
     ts = scheduler.timesteps(num_steps, spacing)
-    table = (scheduler.alphas_cumprod.to(torch.float64) if keep_zero
-             else sampling_alpha_bars(scheduler.alphas_cumprod))
+    if table is None:
+        table = sampling_alpha_bars(scheduler.alphas_cumprod)
     final = 1.0 if final_alpha_one else float(table[0])
     a = table[ts]
     a_next = torch.cat([a[1:], a.new_tensor([final])])
@@ -279,7 +279,7 @@ class GridSampler:
                              clip_denoised=self.config.clip_denoised)
         grid = sampling_grid(scheduler, num_steps, self.config.spacing,
                              self.config.final_alpha_one,
-                             keep_zero=self.keeps_zero_alpha_bar(model.prediction))
+                             self.alpha_bar_table(scheduler.alphas_cumprod, model.prediction))
         with torch.no_grad():
             x = model.known(x_T, float(grid.alpha_bars[0]))
             out = self.solve(model, scheduler, grid, x, generator, callback)
