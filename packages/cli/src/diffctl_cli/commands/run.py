@@ -92,10 +92,6 @@ def _metrics_table(title: str, values: dict, floors: dict) -> Table:
     return table
 
 
-def _print_metrics(title: str, values: dict, floors: dict) -> None:
-    console.print(_metrics_table(title, values, floors))
-
-
 def _print_report(report: dict) -> None:
     ev = report.get("eval")
     train = report["train"]
@@ -283,14 +279,14 @@ def sample(
     if cfg.eval.metrics:
         from diffctl.runs.run import heldout_inputs, metric_options_on
 
-        model_device = next(model.parameters()).device
+        options = metric_options_on(cfg, registry, next(model.parameters()).device)
         real = components.dataset.reference(n, seed + 1)
-        values = metric_values(registry, cfg.eval.metrics, samples, real,
-                               metric_options_on(cfg, registry, model_device),
+        values = metric_values(registry, cfg.eval.metrics, samples, real, options,
                                heldout_inputs(cfg, components, model))
-        floor_values = _floors(cfg, registry, cfg.eval.metrics, n) \
+        floor_values = _floors(cfg, registry, cfg.eval.metrics, n, options) \
             if cfg.eval.floor_draws else {}
-        _print_metrics(f"metrics on {n} samples ({name}, {k} steps)", values, floor_values)
+        console.print(_metrics_table(f"metrics on {n} samples ({name}, {k} steps)", values,
+                                     floor_values))
     if samples.ndim == 2 and samples.shape[1] == 2:
         from diffctl_cli.plots import plot_scatter
 
@@ -361,8 +357,7 @@ def _inpaint(run_dir, cfg, components, model, n, k, seed, kind, name, registry) 
     for start in range(0, len(test), batch):
         ref = test[start:start + batch]
         x_T, gen = initial_noise((len(ref), *shape), seed, offset=start, device=device)
-        cond = class_labels(model, start, len(ref), device,
-                            test_labels if test_labels is not None else None)
+        cond = class_labels(model, start, len(ref), device, test_labels)
         filled.append(components.sampler.sample(
             model, components.scheduler, x_T, k, cond=cond, generator=gen,
             inpaint=Inpaint(mask.to(device), ref.to(device))).cpu())
@@ -377,7 +372,7 @@ def _inpaint(run_dir, cfg, components, model, n, k, seed, kind, name, registry) 
     grid = torch.stack([masked[:10], out[:10], test[:10]], dim=1).reshape(-1, *shape)
     path = run_dir / f"inpaint-{kind}-{name}-{k}.png"
     save_png(tile(grid.numpy(), 3), path)  # one row per image: masked, filled, original
-    report = {"region": kind, "known": kind, "sampler": name, "steps": k, "images": len(test),
+    report = {"known": kind, "sampler": name, "steps": k, "images": len(test),
               "psnr_filled_region": region["psnr"], "ssim_whole_image": whole["ssim"]}
     path.with_suffix(".json").write_text(json.dumps(report, indent=1))
     console.print(f"inpainted {len(test)} held-out images ({kind} known, {name}, {k} steps): "
@@ -440,7 +435,14 @@ def evaluate(
     started = time.perf_counter()
     results = sweep(run_dir, names, metrics, n, steps, seed, workers, device, threads)
     seconds = time.perf_counter() - started
-    floor_values = _floors(cfg, registry, metrics, n) if floors else {}
+    if floors:
+        from diffctl.runs.run import metric_options_on
+        from diffctl.training.trainer import pick_device
+
+        options = metric_options_on(cfg, registry, pick_device(device or cfg.train.device))
+        floor_values = _floors(cfg, registry, metrics, n, options)
+    else:
+        floor_values = {}
     (run_dir / "eval").mkdir(exist_ok=True)
     with open(run_dir / "eval" / "checkpoints.jsonl", "w") as fh:
         for r in results:
@@ -467,15 +469,15 @@ def evaluate(
                        run_dir / "eval" / "metric_vs_epoch.png", floors=floor_values)
 
 
-def _floors(cfg, registry, metrics: list[str], n: int) -> dict:
-    """Real-vs-real floors of the sample metrics among ``metrics`` at ``n`` samples (the run's
-    ``eval.floor_draws`` draws, at least 5)."""
+def _floors(cfg, registry, metrics: list[str], n: int, options: dict) -> dict:
+    """Real-vs-real floors of the sample metrics among ``metrics`` at ``n`` samples with the
+    metric ``options`` the values were computed with (the run's ``eval.floor_draws`` draws,
+    at least 5)."""
     from diffctl.runs.run import metric_floors
 
     dataset = registry.create("dataset", cfg.dataset.name, cfg.dataset.options())
     draws = cfg.eval.floor_draws or 5
-    return metric_floors(registry, metrics, cfg.eval.metric_options, dataset, n, draws,
-                         cfg.seed + 100)
+    return metric_floors(registry, metrics, options, dataset, n, draws, cfg.seed + 100)
 
 
 def compare(

@@ -249,8 +249,12 @@ class RunDirectory:
             fh.write(json.dumps(record) + "\n")
 
     def write_json(self, name: str, payload: Any) -> None:
+        self._replace(name, json.dumps(payload, indent=1))
+
+    def _replace(self, name: str, text: str) -> None:
+        """Write ``name`` atomically: a temporary file renamed over it."""
         tmp = self.path / f".{name}.tmp"
-        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.write_text(text)
         tmp.replace(self.path / name)
 
     def truncate_logs(self, step: int) -> None:
@@ -268,9 +272,7 @@ class RunDirectory:
                     continue
                 if record.get("step", 0) <= step:
                     kept.append(line + "\n")
-            tmp = path.with_name(f".{name}.tmp")
-            tmp.write_text("".join(kept))
-            tmp.replace(path)
+            self._replace(name, "".join(kept))
 
     def metrics_history(self) -> list[dict[str, Any]]:
         f = self.path / "metrics.jsonl"
