@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from diffctl.runs.config import apply_overrides, load_yaml, resolve
-from diffctl.runs.run import run_experiment
-from diffctl.runs.sweep import sweep
+from diffctl.runs import Run, compose
+from diffctl.runs.checkpoint_eval import evaluate_checkpoints
+from diffctl.runs.config import load_yaml
 from diffctl.training.checkpoint import list_checkpoints
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "gmm-ring.yaml"
@@ -43,14 +43,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        config = resolve(apply_overrides(load_yaml(CONFIG), [
+        config = compose(load_yaml(CONFIG), overrides=[
             f"train.epochs={args.checkpoints}", "train.checkpoint_every=1",
-            "eval.during_training=[]"]))
-        run_experiment(config, run, evaluate=False)
+            "eval.during_training=[]"])
+        Run.create(config, run).train(evaluate_after=False)
         names = [p.name for p in list_checkpoints(run / "checkpoints")]
         metrics = list(config.eval.metrics)
+        steps = args.steps or config.sample.num_steps
         print(f"{len(names)} checkpoints, {args.num_samples} samples each, "
-              f"{args.steps or config.sample.num_steps} steps, metrics {metrics}, "
+              f"{steps} steps, metrics {metrics}, "
               f"{os.cpu_count()} cores")
         variants = {"workers=1": (1, None), "workers=1 threads=1": (1, 1),
                     f"workers={args.workers}": (args.workers, None)}
@@ -58,8 +59,8 @@ def main() -> None:
         for _ in range(args.repeats):
             for label, (workers, threads) in variants.items():
                 start = time.perf_counter()
-                sweep(run, names, metrics, args.num_samples, args.steps, seed=1,
-                      workers=workers, threads=threads)
+                evaluate_checkpoints(run, names, metrics, args.num_samples, steps, seed=1,
+                                     workers=workers, threads=threads)
                 times[label].append(time.perf_counter() - start)
                 print(f"  {label}: {times[label][-1]:.1f} s", flush=True)
         med = {k: statistics.median(v) for k, v in times.items()}

@@ -19,7 +19,7 @@ import time
 import torch
 
 import diffctl
-from diffctl.runs.config import TrainConfig
+from diffctl.training.config import TrainConfig
 from diffctl.training.trainer import Trainer, pick_device
 
 VARIANTS = {  # name: (precision, compile)

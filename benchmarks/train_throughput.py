@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as F
 
 import diffctl
-from diffctl.runs.config import TrainConfig
+from diffctl.training.config import TrainConfig
 from diffctl.training.trainer import Trainer, pick_device
 
 EMA_DECAY = 0.9999

@@ -9,9 +9,10 @@ import torch
 
 import diffctl
 from diffctl.errors import UsageError
-from diffctl.runs.config import TrainConfig
-from diffctl.runs.run import class_labels, fit_denoiser_to_data
+from diffctl.runs.components import fit_denoiser_to_data
+from diffctl.runs.sampling import class_labels
 from diffctl.samplers.base import DenoiserCall, Inpaint
+from diffctl.training.config import TrainConfig
 from diffctl.training.trainer import Trainer
 
 SAMPLERS = ["ddim", "ancestral", "euler", "heun", "dpmpp-2m"]

@@ -13,14 +13,14 @@ import torch
 from safetensors.torch import load_file
 
 import diffctl
-from diffctl.runs.config import TrainConfig
+from diffctl.training.config import TrainConfig
 from diffctl.training.trainer import Trainer
 
 SCRIPT = textwrap.dedent('''
     import sys, torch, diffctl
     from pathlib import Path
     from safetensors.torch import save_file
-    from diffctl.runs.config import TrainConfig
+    from diffctl.training.config import TrainConfig
     from diffctl.training.trainer import Trainer
 
     torch.manual_seed(0)

@@ -12,8 +12,18 @@ import numpy as np
 import pytest
 
 from diffctl.registry import get_registry
+from diffctl.runs import Run
+from diffctl.runs.components import build
 from diffctl.runs.config import apply_overrides, default_config_data, resolve
-from diffctl.runs.run import build, heldout_inputs, metric_values, run_experiment
+from diffctl.runs.evaluation import heldout_inputs, metric_values
+
+
+def run_experiment(config, out, resume: bool = False, evaluate: bool = True) -> dict:
+    """Train (or resume) a run through the library API, then its final evaluation."""
+    run = Run.open(out) if resume else Run.create(config, out)
+    summary = run.resume() if resume else run.train(evaluate_after=evaluate)
+    return run.finalize() if evaluate else {"train": summary}
+
 
 # the bundled digits (1797 images, 1x16x16) and a small UNet-mini: a few seconds per epoch
 TINY_UNET = ["dataset.name=digits", "denoiser.name=unet-mini", "denoiser.base_channels=16",

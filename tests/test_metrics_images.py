@@ -40,7 +40,7 @@ from diffctl_metrics.feature_extractors.lenet import (
     LeNetMNIST,
     shipped_weights,
 )
-from diffctl_metrics.fidelity import FID, ISC, KID, PRC, clear_feature_memo, inception_score
+from diffctl_metrics.fidelity import FID, ISC, KID, PRC, inception_score
 from diffctl_metrics.lpips_metric import LPIPS, build_lpips, linear_heads_path
 from diffctl_metrics.psnr import PSNR
 from diffctl_metrics.ssim import SSIM, gaussian_window
@@ -52,7 +52,7 @@ LENET = {"feature_extractor": "lenet-mnist"}
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path):
-    """No downloads, a private metrics cache and torch hub dir, no features memoised."""
+    """No downloads, a private metrics cache and torch hub dir."""
     def no_network(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
@@ -62,9 +62,7 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setattr(tfi, "load_state_dict_from_url", no_network)
     monkeypatch.setenv("DIFFCTL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    clear_feature_memo()
     yield
-    clear_feature_memo()
 
 
 def smooth_images(n: int, seed: int, channels: int = 1, size: int = 32,
@@ -173,7 +171,7 @@ def test_third_party_extractor_with_its_own_options(tmp_path) -> None:
         base = FID(FIDConfig(**LENET, cache=False))(gen, real)["fid"]
         ones = FID(FIDConfig(feature_extractor="scaled-lenet", cache=False))
         assert ones(gen, real)["fid"] == pytest.approx(base, rel=1e-6)
-        # features x2: means x2, covariances x4, so FID x4 (and no stale memoised features)
+        # features x2: means x2, covariances x4, so FID x4
         metric = FID(FIDConfig(feature_extractor="scaled-lenet", cache_dir=str(tmp_path / "c"),
                                feature_extractor_options={"scale": 2.0}))
         assert metric(gen, real)["fid"] == pytest.approx(4 * base, rel=1e-5)
@@ -181,7 +179,6 @@ def test_third_party_extractor_with_its_own_options(tmp_path) -> None:
         assert meta["feature_extractor"] == "scaled-lenet"
         assert meta["feature_extractor_options"] == {"scale": 2.0}
         # the option is part of the cache key: scale 3 is a fresh entry, not scale 2's stats
-        clear_feature_memo()
         three = FID(FIDConfig(feature_extractor="scaled-lenet", cache_dir=str(tmp_path / "c"),
                               feature_extractor_options={"scale": 3.0}))
         assert three(gen, real)["fid"] == pytest.approx(9 * base, rel=1e-5)
@@ -375,7 +372,6 @@ def test_reference_features_files_and_prepare_reference(tmp_path) -> None:
         assert source == "computed" and set(overrides) == {"reference_features"}
         path = Path(overrides["reference_features"])
         assert path.parent == tmp_path and path.is_file()
-        clear_feature_memo()
         from_file = cls(config_cls(**LENET, cache=False, **extra, **overrides))
         assert from_file(gen, None) == expected
         assert from_file.metadata["reference"] == "features-file"
@@ -447,7 +443,6 @@ def test_metric_cache_key_uses_torch_fidelity_version_and_device_type(monkeypatc
     assert seen[-1]["fidelity_version"] == torch_fidelity.__version__
     assert seen[-1]["device_type"] == "cpu"
     monkeypatch.setattr(torch_fidelity, "__version__", "0.4.99")
-    clear_feature_memo()
     again = FID(FIDConfig(**LENET, device="cpu"))
     again(gen, real)
     assert again.metadata["reference"] == "computed"
@@ -495,16 +490,39 @@ def test_cache_hit_skips_reference_features(tmp_path, monkeypatch) -> None:
         return original(self, images, device, batch_size)
 
     monkeypatch.setattr(LeNetMNIST, "extract", counting)
-    clear_feature_memo()
     fresh = FID(FIDConfig(**LENET, cache_dir=str(tmp_path / "c")))
     assert fresh(gen, real)["fid"] == first
     assert fresh.metadata["reference"] == "cache"
     assert calls == [80]  # only the generated images went through the network
     assert entry.stat().st_mtime_ns == mtime
     # no cache: the real images are extracted again
-    clear_feature_memo()
     FID(FIDConfig(**LENET, cache=False))(gen, real)
     assert calls == [80, 120, 80]  # the reference first, then the generated images
+
+
+def test_an_evaluation_extracts_each_image_set_once(monkeypatch) -> None:
+    """fid, kid, isc and prc on one (generated, real) pair share a feature store owned by the
+    evaluation: one pass per image set, and nothing remembered after it."""
+    from diffctl.registry import get_registry
+    from diffctl.runs.evaluation import metric_values
+
+    gen, real = smooth_images(60, 21), smooth_images(60, 22)
+    calls: list[int] = []
+    original = LeNetMNIST.extract
+
+    def counting(self, images, device, batch_size):
+        calls.append(len(images))
+        return original(self, images, device, batch_size)
+
+    monkeypatch.setattr(LeNetMNIST, "extract", counting)
+    options = {m: {**LENET, "cache": False} for m in ("fid", "kid", "prc")}
+    options["kid"] |= {"subsets": 5, "subset_size": 30}
+    options["isc"] = dict(LENET)
+    values = metric_values(get_registry(), ["fid", "kid", "isc", "prc"], gen, real, options)
+    assert set(values) >= {"fid", "kid", "isc", "prc"}
+    assert calls == [60, 60]  # the real images, then the generated ones: once each
+    metric_values(get_registry(), ["fid"], gen, real, options)
+    assert calls == [60, 60, 60, 60]  # a new evaluation computes its own
 
 
 def test_reference_stats_file(tmp_path) -> None:
@@ -576,7 +594,7 @@ def test_inception_from_hub_cache_offline(tmp_path) -> None:
     isc = ISC(ISCConfig(feature_extractor="inception-v3-compat"))
     assert 1.0 <= isc(x)["isc"] <= 2.0 and isc.metadata["feature_layer"] == "logits_unbiased"
     metric = KID(KIDConfig(feature_extractor="inception-v3-compat", cache=False))
-    value = metric(x, x)["kid"]  # no second forward pass: the features are memoised
+    value = metric(x, x, features={})["kid"]  # one forward pass: the store holds x's features
     assert math.isfinite(value)
     meta = metric.metadata
     assert meta["weights_path"] == str(weights)
@@ -776,23 +794,24 @@ def test_mnist_fid_validation_10k() -> None:
     train, _ = _mnist(True, n)
     noise = torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     metric = FID(FIDConfig(**LENET))
-    # six passes of 10k images through the network in all (~2 s each on an idle 2-core CPU):
-    # the test digits once (memoised for IS and FID's reference), then the five mixtures
+    # seven passes of 10k images through the network in all (~2 s each on an idle 2-core
+    # CPU): the test digits once for the check below and once in a feature store shared by
+    # IS and every FID's reference, then the five mixtures
     feats_test = fidelity.extract_features(metric.extractor, test)["128"].numpy()
-    assert ISC(ISCConfig(**LENET))(test)["isc"] > 9.5
+    store: dict = {}
+    assert ISC(ISCConfig(**LENET))(test, features=store)["isc"] > 9.5
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(1))
     values = []
     for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
         mixed = noise.clone()
         k = round(fraction * n)
         mixed[perm[:k]] = train[perm[:k]]
-        values.append(metric(mixed, test)["fid"])
+        values.append(metric(mixed, test, features=store)["fid"])
         assert metric.metadata["num_generated"] == metric.metadata["num_real"] == n
     noise_real, real_real = values[0], values[-1]
     # reference points (scripts/validate_fid.py): 2.28 and 1351 on these exact images
     assert real_real < 5.0 and noise_real > 500.0 and noise_real > 100 * real_real, values
     assert all(a > b for a, b in itertools.pairwise(values)), values
-    # the mixture with fraction 1 is the train digits: their features are still memoised
     feats_train = fidelity.extract_features(metric.extractor, train)["128"].numpy()
     assert real_real == pytest.approx(scipy_fid(feats_train, feats_test), rel=1e-4)
     # and those are the network's own features, not something torch-fidelity changed

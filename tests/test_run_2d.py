@@ -15,8 +15,17 @@ import pytest
 import torch
 import yaml
 
+from diffctl.errors import UsageError
+from diffctl.runs import Run
 from diffctl.runs.config import apply_overrides, default_config_data, resolve
-from diffctl.runs.run import run_experiment
+
+
+def run_experiment(config, out, resume: bool = False, evaluate: bool = True) -> dict:
+    """Train (or resume) a run through the library API, then its final evaluation."""
+    run = Run.open(out) if resume else Run.create(config, out)
+    summary = run.resume() if resume else run.train(evaluate_after=evaluate)
+    return run.finalize() if evaluate else {"train": summary}
+
 
 # a run small enough for a unit test: a few hundred steps of a small MLP
 SMALL = [
@@ -117,22 +126,122 @@ def test_cli_run_sample_eval_compare(tmp_path: Path) -> None:
     for png in ("samples.png", "loss.png", "progression.png", "metric_curves.png"):
         assert (tmp_path / "r1" / png).stat().st_size > 1000, png
     diffctl("run", *sets, "--set", "train.lr=0.003", "--out", "r2", cwd=tmp_path)
-    proc = diffctl("sample", "--run", "r1", "--sampler", "dpmpp-2m", "--steps", "8",
-                   "--num-samples", "300", cwd=tmp_path)
-    assert np.load(tmp_path / "r1" / "samples-dpmpp-2m-8.npy").shape == (300, 2)
+    # samples of two checkpoints (and two step counts) land in different files
+    for checkpoint, steps in (("epoch-0002", "8"), ("last", "8"), ("last", "6")):
+        diffctl("sample", "--run", "r1", "--sampler", "dpmpp-2m", "--steps", steps,
+                "--num-samples", "300", "--checkpoint", checkpoint, cwd=tmp_path)
+    written = sorted(p.name for p in (tmp_path / "r1" / "samples").glob("*.npy"))
+    assert written == ["epoch-0002-dpmpp-2m-8steps-300-seed0.npy",
+                       "epoch-0004-dpmpp-2m-6steps-300-seed0.npy",
+                       "epoch-0004-dpmpp-2m-8steps-300-seed0.npy"]
+    assert np.load(tmp_path / "r1/samples" / written[0]).shape == (300, 2)
     proc = diffctl("eval", "--run", "r1", "--checkpoints", "all", "--workers", "2",
                    "--num-samples", "300", cwd=tmp_path)
-    lines = (tmp_path / "r1" / "eval" / "checkpoints.jsonl").read_text().splitlines()
+    (folder,) = (tmp_path / "r1" / "eval").iterdir()
+    lines = (folder / "checkpoints.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [2, 4]
-    assert (tmp_path / "r1" / "eval" / "metric_vs_epoch.png").exists()
-    floors = json.loads((tmp_path / "r1" / "eval" / "floors.json").read_text())
+    assert (folder / "metric_vs_epoch.png").exists()
+    floors = json.loads((folder / "floors.json").read_text())
     assert floors["num_samples"] == 300
     assert len(floors["floors"]["moons-overall"]["values"]) == 5
     assert "floor p95" in proc.stdout and "300 samples" in proc.stdout
     proc = diffctl("compare", "r1", "r2", "--json", cwd=tmp_path)
     data = json.loads(proc.stdout)
-    assert set(data) == {"r1", "r2"}
-    assert data["r1"]["summary"]["moons-overall"]["checkpoints"] == 2
+    assert set(data["runs"]) == {"r1", "r2"}
+    assert data["runs"]["r1"]["summary"]["moons-overall"]["checkpoints"] == 2
+    assert data["runs"]["r1"]["source"] == str(Path("r1") / "eval" / folder.name /
+                                               "checkpoints.jsonl")
+    assert data["runs"]["r2"]["source"] == str(Path("r2") / "metrics.jsonl")
+    proc = diffctl("compare", "r1", "r2", cwd=tmp_path)
+    assert f"history from {Path('r1') / 'eval' / folder.name}" in proc.stdout
+
+
+def test_eval_never_overwrites_an_earlier_evaluation(tmp_path: Path) -> None:
+    run_experiment(small_config(), tmp_path / "r")
+    run = Run.open(tmp_path / "r")
+    first = run.evaluate(metrics=["mmd-rbf"], num_samples=100, steps=5, floors=False)
+    before = (first.folder / "checkpoints.jsonl").read_text()
+    second = run.evaluate(metrics=["mmd-rbf"], num_samples=100, steps=5, floors=False)
+    third = run.evaluate(checkpoints="last", metrics=["moons-overall"], num_samples=120,
+                         steps=4, floors=False)
+    folders = {first.folder, second.folder, third.folder}
+    assert len(folders) == 3 and all(f.parent == tmp_path / "r" / "eval" for f in folders)
+    assert (first.folder / "checkpoints.jsonl").read_text() == before
+    settings = json.loads((third.folder / "settings.json").read_text())
+    assert settings["checkpoints"] == ["epoch-0004"] and settings["num_samples"] == 120
+    assert [r["epoch"] for r in third.rows] == [4]
+
+
+def test_eval_with_a_damaged_checkpoint_finishes_the_others_and_exits_1(tmp_path: Path) -> None:
+    run_experiment(small_config("train.epochs=6"), tmp_path / "r")
+    damaged = tmp_path / "r/checkpoints/epoch-0004/model.safetensors"
+    data = bytearray(damaged.read_bytes())
+    data[-8:] = b"\xff" * 8  # flipped bytes inside a tensor: only the checksum can tell
+    damaged.write_bytes(bytes(data))
+    for workers in ("1", "2"):
+        proc = diffctl("eval", "--run", "r", "--num-samples", "100", "--steps", "4",
+                       "--metric", "mmd-rbf", "--no-floors", "--workers", workers, cwd=tmp_path,
+                       check=False)
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+        assert "failed epoch-0004" in proc.stdout and "checksum" in proc.stdout
+        assert "1 of 3 checkpoints could not be evaluated" in proc.stdout
+    folder = sorted((tmp_path / "r/eval").iterdir())[-1]
+    rows = [json.loads(x) for x in (folder / "checkpoints.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [2, 6]
+    settings = json.loads((folder / "settings.json").read_text())
+    assert [f["checkpoint"] for f in settings["failures"]] == ["epoch-0004"]
+
+
+def test_api_and_cli_write_identical_samples(tmp_path: Path) -> None:
+    """The README's Python section: the default experiment through the API equals
+    ``diffctl run`` for the same config and seed."""
+    from diffctl.runs import compose
+
+    sets = [x for s in SMALL for x in ("--set", s)]
+    diffctl("run", *sets, "--seed", "5", "--out", "cli", "--no-plots", cwd=tmp_path)
+    run = Run.create(compose(seed=5, overrides=SMALL), tmp_path / "api")
+    run.train()
+    report = run.finalize()
+    assert np.array_equal(np.load(tmp_path / "cli/samples.npy"),
+                          np.load(tmp_path / "api/samples.npy"))
+    cli_report = json.loads((tmp_path / "cli/metrics.json").read_text())
+    assert cli_report["eval"]["metrics"] == report["eval"]["metrics"]
+
+
+@pytest.mark.parametrize("extra", [["--set", "train.lr=0.5"], ["--config", "c.yaml"],
+                                   ["--seed", "3"], ["--dataset", "gmm-ring"],
+                                   ["--out", "elsewhere"], ["--steps", "5"],
+                                   ["--metric", "mmd-rbf"], ["--sampler", "heun"]])
+def test_resume_rejects_options_it_would_ignore(tmp_path: Path, extra) -> None:
+    run_experiment(small_config("train.epochs=2"), tmp_path / "r")
+    (tmp_path / "c.yaml").write_text("seed: 1\n")
+    before = sorted(p.name for p in (tmp_path / "r").rglob("*"))
+    proc = diffctl("run", "--resume", "r", *extra, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "--resume" in proc.stderr and extra[0] in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "r").rglob("*")) == before
+
+
+def test_resume_extends_a_finished_run_and_forks_from_a_chosen_checkpoint(tmp_path: Path) -> None:
+    run_experiment(small_config("train.lr_schedule=constant"), tmp_path / "r")
+    history = (tmp_path / "r/metrics.jsonl").read_text()
+    # a fork from epoch 2 trains epochs 3-4 again in a new directory: the same weights as the
+    # original's epoch 4 (bit-exact resume), and the original is left as it was
+    diffctl("run", "--resume", "r", "--checkpoint", "epoch-0002", "--no-plots", cwd=tmp_path)
+    fork = tmp_path / "r-from-epoch-0002"
+    assert (tmp_path / "r/metrics.jsonl").read_text() == history
+    for name in ("model.safetensors", "ema.safetensors"):
+        assert (fork / "checkpoints/epoch-0004" / name).read_bytes() == \
+            (tmp_path / "r/checkpoints/epoch-0004" / name).read_bytes()
+    assert [json.loads(x)["epoch"] for x in (fork / "metrics.jsonl").read_text().splitlines()] \
+        == [2, 4]
+    # --epochs extends the finished run in place
+    diffctl("run", "--resume", "r", "--epochs", "6", "--no-plots", cwd=tmp_path)
+    assert json.loads((tmp_path / "r/metrics.json").read_text())["train"]["epoch"] == 6
+    assert yaml.safe_load((tmp_path / "r/config.yaml").read_text())["train"]["epochs"] == 6
+    proc = diffctl("run", "--resume", "r", "--epochs", "3", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "below the 6 epochs" in proc.stderr
 
 
 def test_corrupted_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
@@ -170,40 +279,71 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     assert epochs[-1] == 40 and killed_at in epochs
 
 
+def _fake_run(path: Path, history: list[dict], final: dict | None = None,
+              floors: dict | None = None, reconstruction: dict | None = None) -> Path:
+    """A run directory holding only what compare reads."""
+    path.mkdir()
+    (path / "config.yaml").write_text("{}\n")
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    if final is not None:
+        (path / "metrics.json").write_text(json.dumps({"train": {"train_seconds": 3.0}, "eval": {
+            "metrics": final, "floors": floors or {},
+            "reconstruction": {"metrics": reconstruction or {}}}}))
+    return path
+
+
 def test_compare_knows_which_way_each_metric_is_better(tmp_path: Path) -> None:
     """best = max for higher-is-better metrics (mode-coverage, psnr), min for the others; the
-    secondary values a metric reports (modes_hit) are left out unless asked for; the final
-    values include an image run's reconstruction metrics."""
-    from diffctl.runs.compare import compare_runs
+    secondary values a metric reports (modes_hit) are not compared; the final values include
+    an image run's reconstruction metrics."""
+    from diffctl.runs import compare
 
-    run = tmp_path / "r"
-    run.mkdir()
-    (run / "config.yaml").write_text("{}\n")
     rows = [{"epoch": 1, "mode-coverage": 0.5, "modes_hit": 4.0, "mmd-rbf": 0.03},
             {"epoch": 2, "mode-coverage": 1.0, "modes_hit": 8.0, "mmd-rbf": 0.01},
             {"epoch": 3, "mode-coverage": 0.875, "modes_hit": 7.0, "mmd-rbf": 0.02}]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (run / "metrics.json").write_text(json.dumps({"train": {"train_seconds": 3.0}, "eval": {
-        "metrics": {"mmd-rbf": 0.02}, "reconstruction": {"metrics": {"psnr": 21.5}}}}))
-    out = compare_runs([run])[str(run)]
-    assert set(out["summary"]) == {"mode-coverage", "mmd-rbf"}
+    run = _fake_run(tmp_path / "r", rows, {"mmd-rbf": 0.02}, reconstruction={"psnr": 21.5})
+    data = compare([run])
+    out = data["runs"][str(run)]
+    assert data["metrics"] == ["mmd-rbf", "mode-coverage", "psnr"]
     assert out["summary"]["mode-coverage"]["best"] == 1.0
     assert out["summary"]["mode-coverage"]["best_epoch"] == 2
     assert out["summary"]["mmd-rbf"]["best"] == 0.01
-    assert out["higher_is_better"] == {"mode-coverage": True, "mmd-rbf": False}
-    assert out["final"]["psnr"] == 21.5 and out["final"]["train_seconds"] == 3.0
-    noisy = [{"epoch": e, "mmd-rbf": v} for e, v in
-             [(1, 0.05), (2, 0.004), (3, -0.0002), (4, 0.0001), (5, -0.0003)]]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in noisy))
-    mmd = compare_runs([run])[str(run)]["summary"]["mmd-rbf"]
-    # centred on zero: negative values are noise about 0, so the best is 0 (first at epoch 3)
-    # and "within 10%" is within 10% of the 0.05 range: from epoch 2 on
-    assert mmd["best"] == 0.0 and mmd["best_epoch"] == 3 and mmd["epochs_to_within_10pct"] == 2
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    asked = compare_runs([run], ["modes_hit"])[str(run)]["summary"]["modes_hit"]
-    assert asked["best"] == 4.0  # unregistered key: lower is better unless told otherwise
-    told = compare_runs([run], ["modes_hit"], {"modes_hit": True})[str(run)]["summary"]
-    assert told["modes_hit"]["best"] == 8.0
+    assert data["higher_is_better"] == {"mmd-rbf": False, "mode-coverage": True, "psnr": True}
+    assert out["final"]["psnr"] == 21.5 and out["train_seconds"] == 3.0
+    with pytest.raises(UsageError, match="unknown metric 'modes_hit'"):
+        compare([run], ["modes_hit"])
+
+
+def test_compare_ranks_by_distance_from_the_floor_not_by_clipping(tmp_path: Path) -> None:
+    """A value below its floor's noise level is "at the floor" (excess 0), never better than
+    real data; a far-off negative value of a zero-centred estimator ranks by its distance
+    (here below p95: at the floor), a positive one above p95 ranks worse."""
+    from diffctl.runs import compare
+
+    floor = {"mmd-rbf": {"mean": 0.0, "p95": 0.001, "zero_centred": True, "values": []},
+             "wasserstein": {"mean": 0.05, "p95": 0.06, "values": []}}
+    good = _fake_run(tmp_path / "good", [], {"mmd-rbf": -0.0004, "wasserstein": 0.049}, floor)
+    also = _fake_run(tmp_path / "also", [], {"mmd-rbf": 0.0008, "wasserstein": 0.0501}, floor)
+    bad = _fake_run(tmp_path / "bad", [], {"mmd-rbf": 0.004, "wasserstein": 0.2}, floor)
+    data = compare([bad, good, also])
+    assert data["runs"][str(good)]["excess"] == {"mmd-rbf": 0.0, "wasserstein": 0.0}
+    assert data["runs"][str(bad)]["excess"]["mmd-rbf"] == pytest.approx(3.0)
+    assert data["ranking"]["mmd-rbf"] == [sorted([str(also), str(good)]), [str(bad)]]
+    assert data["ranking"]["wasserstein"][-1] == [str(bad)]
+
+
+def test_compare_table_shows_every_requested_metric(tmp_path: Path) -> None:
+    """fid and kid of final reports appear in the table, and a run that lacks one says so."""
+    a = _fake_run(tmp_path / "a", [], {"fid": 12.5, "kid": 0.0031},
+                  {"fid": {"mean": 10.0, "p95": 11.0, "values": []}})
+    _fake_run(tmp_path / "b", [], {"fid": 30.25})
+    proc = diffctl("compare", "a", "b", "--metric", "fid", "--metric", "kid", cwd=tmp_path)
+    table = proc.stdout
+    assert "12.5" in table and "0.0031" in table and "30.25" in table
+    assert "missing" in table and "b: history from" in table and "lacks kid" in table
+    assert a.exists()
+    proc = diffctl("compare", "a", "--metric", "nosuch", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "unknown metric 'nosuch'" in proc.stderr
 
 
 def test_mode_coverage_follows_the_gmm_ring_config() -> None:

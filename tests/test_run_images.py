@@ -12,8 +12,16 @@ import numpy as np
 import pytest
 import yaml
 
+from diffctl.runs import Run
 from diffctl.runs.config import apply_overrides, default_config_data, resolve
-from diffctl.runs.run import run_experiment
+
+
+def run_experiment(config, out, resume: bool = False, evaluate: bool = True) -> dict:
+    """Train (or resume) a run through the library API, then its final evaluation."""
+    run = Run.open(out) if resume else Run.create(config, out)
+    summary = run.resume() if resume else run.train(evaluate_after=evaluate)
+    return run.finalize() if evaluate else {"train": summary}
+
 
 # a UNet small enough for a unit test: 8/16 channels, two levels (16 -> 8 -> 4)
 TINY = ["dataset.name=digits", "denoiser.name=unet-mini", "denoiser.base_channels=8",
@@ -75,15 +83,18 @@ def test_class_conditional_image_run_writes_grids_and_reconstruction(tmp_path: P
     proc = diffctl("sample", "--run", str(out), "--num-samples", "20", "--steps", "4",
                    "--grid", "--progressive", cwd=tmp_path)
     assert "grid:" in proc.stdout and "progression:" in proc.stdout
-    assert (out / "progression-ddim-4.png").exists() and (out / "samples-ddim-4.png").exists()
+    last = sorted(p.name for p in (out / "checkpoints").glob("epoch-*"))[-1]
+    stem = out / "samples" / f"{last}-ddim-4steps-20-seed0"
+    assert Path(f"{stem}-progression.png").exists() and Path(f"{stem}.png").exists()
     proc = diffctl("sample", "--run", str(out), "--num-samples", "10", "--steps", "50",
                    "--progressive", cwd=tmp_path)
     assert "(10 samples x 10 states, x_T to x_0)" in proc.stdout
     # a 10 x 10 grid of 16 px images with 2 px gutters, upscaled 2x like samples.png
-    assert Image.open(out / "progression-ddim-50.png").size == (2 * (10 * 18 + 2),) * 2
+    assert Image.open(out / "samples" / f"{last}-ddim-50steps-10-seed0-progression.png"
+                      ).size == (2 * (10 * 18 + 2),) * 2
     proc = diffctl("sample", "--run", str(out), "--num-samples", "10", "--steps", "4",
                    "--label", "3", "--grid", "--sampler", "heun", cwd=tmp_path)
-    assert (out / "samples-heun-4.png").exists()
+    assert (out / "samples" / f"{last}-heun-4steps-10-seed0-label3.png").exists()
     proc = diffctl("sample", "--run", str(out), "--num-samples", "8", "--steps", "4",
                    "--inpaint", "left", cwd=tmp_path)
     assert "PSNR of the filled region" in proc.stdout
@@ -151,7 +162,7 @@ def test_checkpoint_sweep_with_fid_shares_one_reference_computation(tmp_path: Pa
         *TINY, "eval.metrics=[mmd-rbf]", "eval.metric_options={fid: {feature_extractor: "
         "lenet-mnist}}"), cwd=tmp_path)
 
-    from diffctl.runs import sweep as sweep_module
+    from diffctl.runs import checkpoint_eval as sweep_module
 
     prepare = sweep_module.prepare_references
     assert prepare(out, ["fid", "mmd-rbf"], 60, 1) == ({"fid": "computed"}, {})
@@ -169,7 +180,8 @@ def test_checkpoint_sweep_with_fid_shares_one_reference_computation(tmp_path: Pa
 
     monkeypatch.setattr(sweep_module, "prepare_references", recording)
     names = ["epoch-0001", "epoch-0002"]
-    rows = sweep_module.sweep(out, names, ["fid"], 80, 3, 7, workers=2)
+    rows, failures = sweep_module.evaluate_checkpoints(out, names, ["fid"], 80, 3, 7, workers=2)
+    assert failures == []
     (sources, overrides), after_prepare = prepared[-1]
     # the two workers wrote no cache entry: no new file, none rewritten (same mtime)
     assert entries() == after_prepare
@@ -184,7 +196,7 @@ def test_checkpoint_sweep_with_fid_shares_one_reference_computation(tmp_path: Pa
     data["eval"]["metric_options"]["fid"]["cache"] = False
     config_file.write_text(yaml.safe_dump(data, sort_keys=False))
     before = entries()
-    uncached = sweep_module.sweep(out, names, ["fid"], 80, 3, 7, workers=2)
+    uncached, _ = sweep_module.evaluate_checkpoints(out, names, ["fid"], 80, 3, 7, workers=2)
     config_file.write_text(original_config)
     (sources, overrides), _ = prepared[-1]
     assert [r["metric_metadata"]["fid"]["reference"] for r in uncached] == ["stats-file"] * 2
@@ -198,9 +210,13 @@ def test_checkpoint_sweep_with_fid_shares_one_reference_computation(tmp_path: Pa
     proc = diffctl("eval", "--run", str(out), "--checkpoints", "all", "--workers", "2",
                    "--metric", "fid", "--num-samples", "60", "--steps", "3", cwd=tmp_path)
     assert "2 checkpoints, 2 worker(s)" in proc.stdout
-    lines = (out / "eval" / "checkpoints.jsonl").read_text().splitlines()
+    (folder,) = (out / "eval").iterdir()
+    lines = (folder / "checkpoints.jsonl").read_text().splitlines()
     assert [json.loads(x)["fid"] > 0 for x in lines] == [True, True]
-    assert (out / "eval" / "metric_vs_epoch.png").stat().st_size > 0
-    proc = diffctl("compare", str(out), str(out), "--metric", "fid", "--json", cwd=tmp_path)
-    assert json.loads(proc.stdout)  # both runs, with the fid summary
-    assert "fid" in proc.stdout
+    assert (folder / "metric_vs_epoch.png").stat().st_size > 0
+    data = json.loads(diffctl("compare", str(out), "--metric", "fid", "--json",
+                              cwd=tmp_path).stdout)
+    assert data["runs"][str(out)]["summary"]["fid"]["checkpoints"] == 2
+    assert data["runs"][str(out)]["source"] == str(folder / "checkpoints.jsonl")
+    proc = diffctl("compare", str(out), "--metric", "fid", cwd=tmp_path)
+    assert "fid" in proc.stdout and "missing" not in proc.stdout

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import diffctl
-from diffctl.runs.config import TrainConfig
 from diffctl.training.checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -17,6 +16,7 @@ from diffctl.training.checkpoint import (
     read_pointer,
     save_checkpoint,
 )
+from diffctl.training.config import TrainConfig
 from diffctl.training.ema import EMA
 from diffctl.training.lr_schedule import lr_multiplier, scaled_lr
 from diffctl.training.objective import diffusion_loss, snr_weight
@@ -165,7 +165,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     torch.manual_seed(123)  # a fresh model: everything must come from the checkpoint
     second = Trainer(Tiny(), sched, data(), cfg(epochs=4), seed=3,
                      checkpoint_dir=tmp_path / "b")
-    assert second.resume()
+    assert second.resume(tmp_path / "b" / "epoch-0002")["epoch"] == 2
     assert second.state.epoch == 2
     second.fit()
     for a, b in zip(straight.model.parameters(), second.model.parameters(), strict=True):
@@ -274,4 +274,4 @@ def test_log_every_time_and_rng_state_in_checkpoints(tmp_path: Path) -> None:
     from diffctl.errors import UsageError
 
     with pytest.raises(UsageError, match="seed 7"):
-        other.resume()
+        other.resume(tmp_path / "epoch-0002")

@@ -20,10 +20,10 @@ from typing import Annotated, NoReturn
 import typer
 
 from diffctl.errors import DiffctlError, PluginError
-from diffctl_cli.commands import listing, run
+from diffctl_cli.commands import compare, evaluate, listing, run, sample
 
 #: Built-in command modules, in help order; each has ``register(app: typer.Typer)``.
-COMMAND_MODULES: tuple[ModuleType, ...] = (listing, run)
+COMMAND_MODULES: tuple[ModuleType, ...] = (listing, run, sample, evaluate, compare)
 
 
 def _dist_version(name: str) -> str:
@@ -121,6 +121,20 @@ def _click_error() -> type[Exception]:
     return ClickException
 
 
+def _log_warnings() -> None:
+    """The library's warnings (logger ``diffctl``) as ``warning: <message>`` on stderr."""
+    import logging
+
+    logger = logging.getLogger("diffctl")
+    if not any(getattr(h, "_diffctl_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        handler._diffctl_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point; ``argv`` (default ``sys.argv[1:]``) is for tests.
 
@@ -129,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command-line usage error from click (2).
     """
     click_error = _click_error()
+    _log_warnings()
     try:
         app = create_app()
         code = app(args=None if argv is None else list(argv), prog_name="diffctl",

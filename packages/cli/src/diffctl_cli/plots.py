@@ -112,6 +112,27 @@ def plot_metric_curves(history: list[dict], path: Path, x: str = "epoch",
     return _save(fig, path)
 
 
+def plot_comparison(result: dict, out: Path) -> Path:
+    """One panel per compared metric: each run's value against epoch, its floor dashed."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = [m for m in result["metrics"]
+             if any(r["curves"].get(m) for r in result["runs"].values())] or result["metrics"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], names, strict=True):
+        for run, data in result["runs"].items():
+            pts = data["curves"].get(m) or []
+            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3,
+                            label=Path(run).name)
+            floor = data["floors"].get(m)
+            if floor:
+                ax.axhline(floor["p95"] if floor.get("zero_centred") else floor["mean"],
+                           color=line.get_color(), ls="--", lw=0.8)
+        ax.set_title(m)
+        ax.set_xlabel("epoch")
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, out / "compare.png")
+
+
 def plot_run(run_dir: Path) -> list[Path]:
     """Every plot the run directory's files allow; returns the written paths."""
     written: list[Path] = []

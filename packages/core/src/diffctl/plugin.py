@@ -60,20 +60,27 @@ def register_components(registry) -> None:
         summary="DPM-Solver++(2M), multistep second order in log-SNR (Lu et al. 2022).")
     # datasets (kind "dataset"): synthetic 2-D sets with a held-out split and fresh draws
     add("dataset", "two-moons", factory="diffctl.datasets.moons:TwoMoons", config=TwoMoonsConfig,
-        summary="scikit-learn's two interleaving moons (default noise 0.1, 20 000 points).")
+        summary="scikit-learn's two interleaving moons (default noise 0.1, 20 000 points).",
+        data="points", default=True, recipe={"sample": {"num_samples": 5000}})
     add("dataset", "gmm-ring", factory="diffctl.datasets.gmm:GMMRing", config=GMMRingConfig,
-        summary="Equal-weight Gaussians on a circle (default 8 modes, radius 5, std 0.2).")
+        summary="Equal-weight Gaussians on a circle (default 8 modes, radius 5, std 0.2).",
+        data="points", provides=("modes",), recipe={"sample": {"num_samples": 5000}})
     # image datasets (kind "dataset"): (C, H, W) in [-1, 1]; torchvision only to download
     add("dataset", "mnist", factory="diffctl.datasets.mnist:MNIST", config=MNISTConfig,
-        summary="MNIST digits, 60 000 train / 10 000 test, 28x28 padded to 1x32x32.")
+        summary="MNIST digits, 60 000 train / 10 000 test, 28x28 padded to 1x32x32.",
+        data="images", recipe={"sample": {"num_samples": 1000}})
     add("dataset", "cifar10", factory="diffctl.datasets.cifar10:CIFAR10", config=CIFAR10Config,
-        summary="CIFAR-10, 50 000 train / 10 000 test, 3x32x32, optional horizontal flips.")
+        summary="CIFAR-10, 50 000 train / 10 000 test, 3x32x32, optional horizontal flips.",
+        data="images", recipe={"sample": {"num_samples": 1000}})
     add("dataset", "digits", factory="diffctl.datasets.digits:Digits", config=DigitsConfig,
-        summary="scikit-learn's 1797 8x8 digits upsampled to 1x16x16; no download needed.")
+        summary="scikit-learn's 1797 8x8 digits upsampled to 1x16x16; no download needed.",
+        data="images", default=True, recipe={"sample": {"num_samples": 500}})
     add("dataset", "image-folder", factory="diffctl.datasets.image_folder:ImageFolder",
         config=ImageFolderConfig,
-        summary="A folder of PNG/JPEG images (class subfolders optional), resized and cropped.")
+        summary="A folder of PNG/JPEG images (class subfolders optional), resized and cropped.",
+        data="images", recipe={"sample": {"num_samples": 500}})
     # metrics of the model itself (kind "metric", ModelMetric protocol): no sampling
     add("metric", "test-loss", factory="diffctl.evaluation.test_loss:HeldOutLoss",
         config=TestLossConfig,
-        summary="Denoising loss on the held-out split, averaged over evenly spread timesteps.")
+        summary="Denoising loss on the held-out split, averaged over evenly spread timesteps.",
+        input="model")

@@ -3,7 +3,7 @@
 A component of kind ``metric`` follows :class:`Metric` (it compares samples with real data)
 or :class:`ModelMetric` (it scores the denoiser itself on held-out data, like ``test-loss``).
 
-Conventions (see DESIGN.md): images are float tensors in [-1, 1] shaped (C, H, W), 2-D points
+Conventions (docs/design.md): images are float tensors in [-1, 1] shaped (C, H, W), 2-D points
 are shaped (2,); a batch adds a leading dimension B. Timesteps are integer tensors in
 [0, T-1] shaped (B,). Structural typing: any object with these attributes and methods is a
 component, no base class needed.

@@ -28,6 +28,7 @@ import pluggy
 from pydantic import BaseModel
 
 from diffctl import hookspecs
+from diffctl.component_info import ComponentInfo, MetricInfo, make_info
 from diffctl.config import build_config
 from diffctl.errors import PluginError, UnknownComponentError
 
@@ -96,6 +97,8 @@ class ComponentSpec:
     plugin: str
     distribution: str
     version: str
+    #: what the component declared at registration (diffctl.component_info); None if nothing
+    info: ComponentInfo | None = None
 
     def load_factory(self) -> Callable[[Any], Any]:
         """Import the factory if it was given as ``"module:attribute"``."""
@@ -135,8 +138,12 @@ class _Staging:
         factory: str | Callable[[Any], Any],
         config: type[BaseModel],
         summary: str,
+        **info: Any,
     ) -> None:
-        """Register one component. ``factory(config)`` must return a ready component."""
+        """Register one component. ``factory(config)`` must return a ready component.
+
+        ``info`` are the metadata keywords of the kind (:mod:`diffctl.component_info`), e.g.
+        ``higher_is_better=True, data=("images",)`` for a metric."""
         if not _NAME_RE.match(kind) or not _NAME_RE.match(name):
             raise ValueError(f"kind and name must be kebab-case, got {kind!r} / {name!r}")
         if not (isinstance(config, type) and issubclass(config, BaseModel)):
@@ -154,6 +161,7 @@ class _Staging:
             )
         if any(s.kind == kind and s.name == name for s in self.specs):
             raise PluginError(f"duplicate {kind} '{name}' within plugin '{self._info.name}'")
+        declared = make_info(kind, name, info)
         self.specs.append(
             ComponentSpec(
                 kind=kind,
@@ -164,6 +172,7 @@ class _Staging:
                 plugin=self._info.name,
                 distribution=self._info.distribution,
                 version=self._info.version,
+                info=declared,
             )
         )
 
@@ -175,6 +184,7 @@ class Registry:
         self.strict = _env_flag("DIFFCTL_STRICT_PLUGINS") if strict is None else strict
         self._specs: dict[tuple[str, str], ComponentSpec] = {}
         self._plugins: list[PluginInfo] = []
+        self._fallback_info: dict[str, MetricInfo] = {}
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
 
@@ -340,6 +350,12 @@ class Registry:
             key=lambda s: (s.kind, s.name),
         )
 
+    def registered(self, kind: str) -> list[ComponentSpec]:
+        """The components of ``kind`` in registration order (plugins in load order, each
+        plugin's components in the order it added them): the order of precedence when
+        several declare themselves a default."""
+        return [s for s in self._specs.values() if s.kind == kind]
+
     def get(self, kind: str, name: str) -> ComponentSpec:
         """The spec for ``kind``/``name``, or a one-line error naming what exists."""
         if kind not in self.kinds():
@@ -351,6 +367,26 @@ class Registry:
             close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
             raise UnknownComponentError(kind, name, names, close[0] if close else None)
         return spec
+
+    def metric_info(self, name: str) -> MetricInfo:
+        """The declared :class:`MetricInfo` of metric ``name``.
+
+        A metric registered without metadata (an older plugin) gets one from its factory's
+        class attributes (``higher_is_better``, ``zero_centred``, ``score_model``): the module
+        is imported, the metric is never built.
+        """
+        spec = self.get("metric", name)
+        if isinstance(spec.info, MetricInfo):
+            return spec.info
+        cached = self._fallback_info.get(name)
+        if cached is None:
+            factory = spec.load_factory()
+            cached = MetricInfo(
+                higher_is_better=bool(getattr(factory, "higher_is_better", False)),
+                zero_centred=bool(getattr(factory, "zero_centred", False)),
+                input="model" if callable(getattr(factory, "score_model", None)) else "samples")
+            self._fallback_info[name] = cached
+        return cached
 
     def create(self, kind: str, name: str, config: dict[str, Any] | BaseModel | None = None,
                **overrides: Any) -> Any:

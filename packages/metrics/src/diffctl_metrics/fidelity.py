@@ -34,7 +34,6 @@ used exactly like the built-in ones.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,37 +117,31 @@ class _Images:
         return tuple(self.u8.shape)
 
 
-#: features of the most recent image sets: (images sha, extractor, weights sha, device) ->
-#: {layer: features}. Lets fid, kid, isc and prc on the same samples share one forward pass.
-_MEMO: OrderedDict[tuple[str, ...], dict[str, torch.Tensor]] = OrderedDict()
-MEMO_SIZE = 4
+#: Features of image sets by (content, extractor, weights, options, device) -> {layer: (N, D)}.
+#: An evaluation that scores several metrics on the same (generated, real) pair passes one such
+#: dict to every call (``features=``), so fid, kid, isc and prc share one forward pass per
+#: image set; a call without one computes its own. Nothing outlives the dict's owner.
+FeatureStore = dict
 
 
-def clear_feature_memo() -> None:
-    """Forget the in-process features of recent image sets."""
-    _MEMO.clear()
-
-
-def image_features(extractor: FidelityFeatureExtractor, images: _Images,
-                   device: torch.device, batch_size: int) -> dict[str, torch.Tensor]:
-    """{layer: float32 (N, D)} for all of ``extractor.layers``, memoised per content."""
+def image_features(extractor: FidelityFeatureExtractor, images: _Images, device: torch.device,
+                   batch_size: int, store: FeatureStore | None = None
+                   ) -> dict[str, torch.Tensor]:
+    """{layer: float32 (N, D)} for all of ``extractor.layers``, kept in ``store``."""
     key = (images.sha256, extractor.name, extractor.weights_sha256(),
            json.dumps(extractor_options(extractor), sort_keys=True), str(device))
-    feats = _MEMO.get(key)
+    feats = store.get(key) if store is not None else None
     if feats is None:
         feats = extractor.extract(images.u8, device, batch_size)
-        _MEMO[key] = feats
-        while len(_MEMO) > MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    else:
-        _MEMO.move_to_end(key)
+        if store is not None:
+            store[key] = feats
     return feats
 
 
 def extract_features(extractor: str | FidelityFeatureExtractor, images: Any,
                      device: str = "auto", batch_size: int = 256) -> dict[str, torch.Tensor]:
     """{layer: float32 (N, D)} features of (N, C, H, W) images in [-1, 1] through
-    torch-fidelity, for an extractor name or component (memoised like the metrics')."""
+    torch-fidelity, for an extractor name or component."""
     if isinstance(extractor, str):
         extractor = create_feature_extractor(extractor)
     return image_features(extractor, _Images(images, "input"), extraction_device(device),
@@ -227,24 +220,28 @@ class _FidelityMetric:
         """The device the extractor runs on (see :func:`extraction_device`)."""
         return extraction_device(self.config.device)
 
-    def _features(self, images: _Images) -> torch.Tensor:
-        feats = image_features(self.extractor, images, self.device, self.config.batch_size)
+    def _features(self, images: _Images, store: FeatureStore | None = None) -> torch.Tensor:
+        """Features of ``images`` at this metric's layer, from ``store`` when given."""
+        feats = image_features(self.extractor, images, self.device, self.config.batch_size,
+                               store)
         return feats[self.layer]
 
     # -- the real side -------------------------------------------------------------------------
-    def _compute_reference(self, real: _Images) -> dict[str, np.ndarray]:
+    def _compute_reference(self, real: _Images, store: FeatureStore | None = None
+                           ) -> dict[str, np.ndarray]:
         """The real side from the images: {mu, sigma} (fid-stats) or {features}."""
-        feats = self._features(real)
+        feats = self._features(real, store)
         if self.reference_kind == "fid-stats":
             return gaussian_stats(feats)
         return {"features": feats.numpy()}
 
-    def _reference(self, real: _Images) -> tuple[dict[str, np.ndarray], str]:
+    def _reference(self, real: _Images, store: FeatureStore | None = None
+                   ) -> tuple[dict[str, np.ndarray], str]:
         """The real side of ``real``, through the on-disk cache when enabled. Returns the
         arrays and where they came from (``computed`` or ``cache``); the cache file is
         remembered for the report."""
         self._reference_path = None
-        compute = lambda: self._compute_reference(real)  # noqa: E731
+        compute = lambda: self._compute_reference(real, store)  # noqa: E731
         if not getattr(self.config, "cache", False):
             return compute(), "computed"
         import torch_fidelity
@@ -266,7 +263,8 @@ class _FidelityMetric:
                    "device_type": self.device.type})
         return arrays, "computed"
 
-    def _real_side(self, real: Any) -> tuple[dict[str, np.ndarray], str, int | None]:
+    def _real_side(self, real: Any, store: FeatureStore | None = None
+                   ) -> tuple[dict[str, np.ndarray], str, int | None]:
         """(arrays, source, number of real images): from the configured reference file, else
         from ``real`` (through the cache)."""
         configured = getattr(self.config, str(self.reference_field), None)
@@ -275,7 +273,7 @@ class _FidelityMetric:
             self._reference_path = str(Path(configured).expanduser())
             return arrays, _FILE_SOURCE[str(self.reference_kind)], num
         ref = _Images(real, f"real (or set {self.reference_field})")
-        arrays, source = self._reference(ref)
+        arrays, source = self._reference(ref, store)
         return arrays, source, ref.shape[0]
 
     def _identity(self) -> dict[str, Any]:
@@ -317,6 +315,8 @@ class _FidelityMetric:
                          {**self._identity(), "kind": self.reference_kind, "shape": ref.shape,
                           "images_sha256": ref.sha256})
         return path
+
+    save_reference_features = save_reference  # kid and prc: ``reference_features`` files
 
     def load_reference(self, path: str | Path) -> tuple[dict[str, np.ndarray], int | None]:
         """The arrays of a reference file and its image count (None when unknown), checked
@@ -385,10 +385,11 @@ class FID(_FidelityMetric):
     def __init__(self, config: FIDConfig | None = None):
         super().__init__(config or FIDConfig())
 
-    def __call__(self, generated: Any, real: Any = None) -> dict[str, float]:
+    def __call__(self, generated: Any, real: Any = None, *,
+                 features: FeatureStore | None = None) -> dict[str, float]:
         gen = _Images(generated, "generated")
-        stats_real, source, num_real = self._real_side(real)  # first: fails fast
-        stats_gen = gaussian_stats(self._features(gen))
+        stats_real, source, num_real = self._real_side(real, features)  # first: fails fast
+        stats_gen = gaussian_stats(self._features(gen, features))
         value = frechet_distance(stats_gen, stats_real)
         self._report(gen, num_real, reference=source)
         return {"fid": value}
@@ -401,11 +402,6 @@ class FID(_FidelityMetric):
         """Write the statistics of ``real`` to an ``.npz`` usable as ``reference_stats``
         (arrays ``mu``, ``sigma``, ``num_samples``; the extractor identity in ``meta``)."""
         return self.save_reference(real, path)
-
-    def load_reference_stats(self, path: str | Path) -> tuple[dict[str, np.ndarray], int | None]:
-        """{mu, sigma} from an ``.npz`` (ours or pytorch-fid's), checked against this metric's
-        extractor when the file says which one it was computed with."""
-        return self.load_reference(path)
 
     def _checked_reference(self, path: Path, arrays: dict[str, np.ndarray]
                            ) -> dict[str, np.ndarray]:
@@ -434,7 +430,8 @@ class KID(_FidelityMetric):
     def __init__(self, config: KIDConfig | None = None):
         super().__init__(config or KIDConfig())
 
-    def __call__(self, generated: Any, real: Any = None) -> dict[str, float]:
+    def __call__(self, generated: Any, real: Any = None, *,
+                 features: FeatureStore | None = None) -> dict[str, float]:
         from torch_fidelity.metric_kid import (
             KEY_METRIC_KID_MEAN,
             KEY_METRIC_KID_STD,
@@ -442,8 +439,8 @@ class KID(_FidelityMetric):
         )
         cfg = self.config
         gen = _Images(generated, "generated")
-        arrays, source, num_real = self._real_side(real)
-        feats_gen = self._features(gen)
+        arrays, source, num_real = self._real_side(real, features)
+        feats_gen = self._features(gen, features)
         feats_real = torch.from_numpy(arrays["features"])
         size = min(cfg.subset_size, len(feats_gen), len(feats_real))
         if size < 2:
@@ -457,9 +454,6 @@ class KID(_FidelityMetric):
         return {"kid": float(out[KEY_METRIC_KID_MEAN]), "kid_std": float(out[KEY_METRIC_KID_STD]),
                 "kid_subset_size": float(size)}
 
-    def save_reference_features(self, real: Any, path: str | Path) -> Path:
-        """Write the features of ``real`` to an ``.npz`` usable as ``reference_features``."""
-        return self.save_reference(real, path)
 
 
 class ISC(_FidelityMetric):
@@ -476,11 +470,13 @@ class ISC(_FidelityMetric):
     def __init__(self, config: ISCConfig | None = None):
         super().__init__(config or ISCConfig())
 
-    def __call__(self, generated: Any, real: Any = None) -> dict[str, float]:
+    def __call__(self, generated: Any, real: Any = None, *,
+                 features: FeatureStore | None = None) -> dict[str, float]:
         cfg = self.config
         gen = _Images(generated, "generated")
         splits = min(cfg.splits, gen.shape[0])
-        mean, std = inception_score(self._features(gen), splits, cfg.shuffle, cfg.seed)
+        mean, std = inception_score(self._features(gen, features), splits, cfg.shuffle,
+                                    cfg.seed)
         self._report(gen, None, splits=splits)
         return {"isc": mean, "isc_std": std}
 
@@ -502,7 +498,8 @@ class PRC(_FidelityMetric):
     def __init__(self, config: PRCConfig | None = None):
         super().__init__(config or PRCConfig())
 
-    def __call__(self, generated: Any, real: Any = None) -> dict[str, float]:
+    def __call__(self, generated: Any, real: Any = None, *,
+                 features: FeatureStore | None = None) -> dict[str, float]:
         from torch_fidelity.metric_prc import (
             KEY_METRIC_F_SCORE,
             KEY_METRIC_PRECISION,
@@ -512,12 +509,12 @@ class PRC(_FidelityMetric):
         cfg = self.config
         gen = _Images(generated, "generated")
         k = cfg.neighborhood
-        arrays, source, num_real = self._real_side(real)
+        arrays, source, num_real = self._real_side(real, features)
         feats_real = torch.from_numpy(arrays["features"])
         if min(gen.shape[0], len(feats_real)) <= k:
             raise UsageError(f"precision/recall with neighborhood {k} needs more than {k} "
                              "images on each side")
-        feats_gen = self._features(gen)
+        feats_gen = self._features(gen, features)
         out = prc_featuresdict_to_metric(
             {self.layer: feats_gen}, {self.layer: feats_real},
             self.layer, prc_neighborhood=k, prc_batch_size=cfg.distance_batch_size,
@@ -527,6 +524,3 @@ class PRC(_FidelityMetric):
                 "prc_precision": float(out[KEY_METRIC_PRECISION]),
                 "prc_recall": float(out[KEY_METRIC_RECALL])}
 
-    def save_reference_features(self, real: Any, path: str | Path) -> Path:
-        """Write the features of ``real`` to an ``.npz`` usable as ``reference_features``."""
-        return self.save_reference(real, path)

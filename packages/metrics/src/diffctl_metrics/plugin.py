@@ -30,6 +30,8 @@ from diffctl_metrics.configs import (
 )
 
 _M = "diffctl_metrics"
+#: MNIST's default image metrics read the LeNet shipped with this package (offline)
+_LENET = {"feature_extractor": "lenet-mnist"}
 
 
 @hookimpl
@@ -38,12 +40,16 @@ def register_components(registry) -> None:
     # 2-D sample metrics (the 2-D workflows issue)
     add("metric", "mmd-rbf", factory=f"{_M}.mmd:RBFMMD", config=MMDRBFConfig,
         summary="Unbiased MMD² with a Gaussian kernel, median-heuristic bandwidth "
-                "(Gretton et al. 2012, eq. 3).")
+                "(Gretton et al. 2012, eq. 3).",
+        zero_centred=True, default_for={"points": {}, "images": {}, "two-moons": {},
+                                        "gmm-ring": {}})
     add("metric", "mmd-linear", factory=f"{_M}.mmd:LinearMMD", config=MMDLinearConfig,
-        summary="Unbiased MMD² with the linear kernel: squared mean difference minus its bias.")
+        summary="Unbiased MMD² with the linear kernel: squared mean difference minus its bias.",
+        zero_centred=True)
     add("metric", "wasserstein", factory=f"{_M}.wasserstein:Wasserstein",
         config=WassersteinConfig,
-        summary="Exact W1 (or W2) earth mover's distance on equal-size subsamples (POT emd2).")
+        summary="Exact W1 (or W2) earth mover's distance on equal-size subsamples (POT emd2).",
+        default_for={"gmm-ring": {}})
     add("metric", "sliced-wasserstein", factory=f"{_M}.wasserstein:SlicedWasserstein",
         config=SlicedWassersteinConfig,
         summary="Sliced Wasserstein distance over seeded random projections (POT).")
@@ -52,39 +58,53 @@ def register_components(registry) -> None:
         summary="Per-dimension mean/std/min/max; headline |d mean|_2 + |d std|_2.")
     add("metric", "mode-coverage", factory=f"{_M}.mode_coverage:ModeCoverage",
         config=ModeCoverageConfig,
-        summary="Fraction of mixture modes hit within 3 std (defaults: the gmm-ring dataset).")
+        summary="Fraction of mixture modes hit within 3 std (defaults: the gmm-ring dataset).",
+        higher_is_better=True, data=("points",), needs=("modes",),
+        default_for={"gmm-ring": {}})
     add("metric", "moons-distance", factory=f"{_M}.two_moons:MoonsDistance",
         config=MoonsDistanceConfig,
-        summary="1 - fraction of generated points with a real point within 0.02.")
+        summary="1 - fraction of generated points with a real point within 0.02.",
+        data=("points",))
     add("metric", "moons-hist-mse", factory=f"{_M}.two_moons:MoonsHistMSE",
         config=MoonsHistConfig,
-        summary="MSE of max-normalised 64x64 histograms of generated and real points.")
+        summary="MSE of max-normalised 64x64 histograms of generated and real points.",
+        data=("points",))
     add("metric", "moons-shape", factory=f"{_M}.two_moons:MoonsShape", config=MoonsShapeConfig,
-        summary="(1 - silhouette of 2-means on the generated points) / 2.")
+        summary="(1 - silhouette of 2-means on the generated points) / 2.",
+        data=("points",))
     add("metric", "moons-overall", factory=f"{_M}.two_moons:MoonsOverall",
         config=MoonsOverallConfig,
-        summary="Mean of moons-distance, moons-hist-mse and moons-shape.")
+        summary="Mean of moons-distance, moons-hist-mse and moons-shape.",
+        data=("points",), default_for={"two-moons": {}})
 
     # image metrics (the offline image metrics issue): torch-fidelity on local weights
     add("metric", "fid", factory=f"{_M}.fidelity:FID", config=FIDConfig,
         summary="Fréchet distance of extractor features (Heusel et al. 2017) via torch-fidelity; "
-                "cached reference stats.")
+                "cached reference stats.",
+        data=("images",), needs=("feature-extractor",), default_for={"mnist": _LENET})
     add("metric", "kid", factory=f"{_M}.fidelity:KID", config=KIDConfig,
         summary="Kernel Inception Distance: unbiased cubic-kernel MMD² over subsets "
-                "(Binkowski et al. 2018), torch-fidelity.")
+                "(Binkowski et al. 2018), torch-fidelity.",
+        zero_centred=True, data=("images",), needs=("feature-extractor",))
     add("metric", "isc", factory=f"{_M}.fidelity:ISC", config=ISCConfig,
         summary="Inception Score of the generated images (Salimans et al. 2016) via "
-                "torch-fidelity; lenet-mnist: classifier IS.")
+                "torch-fidelity; lenet-mnist: classifier IS.",
+        higher_is_better=True, data=("images",), needs=("classifier",),
+        default_for={"mnist": _LENET})
     add("metric", "prc", factory=f"{_M}.fidelity:PRC", config=PRCConfig,
         summary="Improved precision/recall with k-NN feature manifolds (Kynkäänniemi et al. "
-                "2019); headline F1, torch-fidelity.")
+                "2019); headline F1, torch-fidelity.",
+        higher_is_better=True, data=("images",), needs=("feature-extractor",))
     add("metric", "lpips", factory=f"{_M}.lpips_metric:LPIPS", config=LPIPSConfig,
         summary="LPIPS between paired images (Zhang et al. 2018), lpips package, local "
-                "backbone weights.")
+                "backbone weights.",
+        data=("images",), input="pairs")
     add("metric", "psnr", factory=f"{_M}.psnr:PSNR", config=PSNRConfig,
-        summary="Mean per-image PSNR (dB) between paired images in [-1, 1] (peak-to-peak 2).")
+        summary="Mean per-image PSNR (dB) between paired images in [-1, 1] (peak-to-peak 2).",
+        higher_is_better=True, data=("images",), input="pairs")
     add("metric", "ssim", factory=f"{_M}.ssim:SSIM", config=SSIMConfig,
-        summary="Mean SSIM between paired images, 11x11 Gaussian window (Wang et al. 2004).")
+        summary="Mean SSIM between paired images, 11x11 Gaussian window (Wang et al. 2004).",
+        higher_is_better=True, data=("images",), input="pairs")
     add("feature-extractor", "inception-v3-compat",
         factory=f"{_M}.feature_extractors.inception:InceptionV3Compat",
         config=InceptionV3CompatConfig,

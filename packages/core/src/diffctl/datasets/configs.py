@@ -38,7 +38,9 @@ class Points2DConfig(ComponentConfig):
     """Fields shared by the synthetic 2-D datasets."""
 
     n: int = Field(10_000, ge=2, description="Examples generated (train + test).")
-    seed: int = Field(42, description="Seed of the generated examples and of the split.")
+    seed: int | None = Field(
+        None, ge=0, description="Seed of the generated examples and of the split; null: the "
+        "run's 'data' stream (diffctl.seeds), 0 outside a run.")
     test_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="Share of the n examples held out as the test split.")
     augment: Augment2DConfig = Field(

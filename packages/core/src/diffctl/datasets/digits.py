@@ -43,7 +43,8 @@ class Digits(ImageDataset):
 
     def __init__(self, config: DigitsConfig):
         images, labels = load_digit_images()
-        train, test = split_indices(len(images), config.test_fraction, config.seed)
+        train, test = split_indices(len(images), config.test_fraction,
+                                     config.seed or 0)
         super().__init__(config, images[torch.from_numpy(train)], labels[train],
                          images[torch.from_numpy(test)], labels[test])
 
@@ -55,4 +56,4 @@ class Digits(ImageDataset):
     def identity(self) -> str:
         c = self.config
         return "digits:sklearn:" + describe({"size": SIZE, "test_fraction": c.test_fraction,
-                                             "seed": c.seed, "limit": c.limit})
+                                             "seed": c.seed or 0, "limit": c.limit})

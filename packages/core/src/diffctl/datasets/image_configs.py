@@ -35,7 +35,8 @@ def _test_fraction() -> Any:
 
 
 def _seed() -> Any:
-    return Field(0, description="Seed of the random train/test split and of the image order.")
+    return Field(None, ge=0, description="Seed of the random train/test split and of the image "
+                 "order; null: the run's 'data' stream (diffctl.seeds), 0 outside a run.")
 
 
 class ImageDatasetConfig(ComponentConfig):
@@ -68,7 +69,7 @@ class DigitsConfig(ImageDatasetConfig):
     """scikit-learn's bundled 8x8 digits, upsampled to 16x16 (no files, no download)."""
 
     test_fraction: float = _test_fraction()
-    seed: int = _seed()
+    seed: int | None = _seed()
     limit: int | None = _limit()
 
 
@@ -83,5 +84,5 @@ class ImageFolderConfig(ImageDatasetConfig):
     channels: Literal[1, 3] = Field(3, description="1 (greyscale) or 3 (RGB); every image is "
                                     "converted.")
     test_fraction: float = _test_fraction()
-    seed: int = _seed()
+    seed: int | None = _seed()
     limit: int | None = _limit()

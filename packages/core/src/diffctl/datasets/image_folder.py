@@ -84,7 +84,8 @@ class ImageFolder(ImageDataset):
             raise UsageError(f"no PNG/JPEG images found in {self.path}")
         self.num_classes = len(self.classes) or None
         self.num_files = len(files)
-        train, test = split_indices(len(files), config.test_fraction, config.seed)
+        train, test = split_indices(len(files), config.test_fraction,
+                                     config.seed or 0)
         train = train[:config.limit] if config.limit is not None else train
         label_array = np.asarray(labels, dtype=np.int64)
         has_labels = self.num_classes is not None
@@ -109,4 +110,4 @@ class ImageFolder(ImageDataset):
         c = self.config
         return f"image-folder:{self.path}:" + describe({
             "files": self.num_files, "size": c.image_size, "channels": c.channels,
-            "test_fraction": c.test_fraction, "seed": c.seed, "limit": c.limit})
+            "test_fraction": c.test_fraction, "seed": c.seed or 0, "limit": c.limit})

@@ -39,7 +39,7 @@ class Points2D:
 
     def __init__(self, config: Points2DConfig):
         self.config = config
-        data = torch.from_numpy(self.draw(config.n, numpy_rng(config.seed, _DATA_STREAM)))
+        data = torch.from_numpy(self.draw(config.n, numpy_rng(config.seed or 0, _DATA_STREAM)))
         data = data.to(torch.float32).contiguous()
         n_test = round(config.n * config.test_fraction)
         # draws are i.i.d., so a prefix split is a random split

@@ -1,6 +1,6 @@
 """Metric floors: a sample metric between two independent real samples of the same size.
 
-A sample metric is only meaningful next to its floor (DESIGN.md, "Metric floors"): even a
+A sample metric is only meaningful next to its floor (docs/design.md, "Metric floors"): even a
 perfect generator scores the real-vs-real value, which shrinks as the sample size grows. The
 floor is computed over several independent pairs of real samples and summarised by its mean
 and 95th percentile; for estimators centred on zero (unbiased MMD², KID) "within k x of the

@@ -1,1 +1,37 @@
-"""Runs: the resolved config, the run directory, and composing components into a run."""
+"""Runs as a library: compose a config, create or open a run, train, sample, evaluate, compare.
+
+::
+
+    from diffctl.runs import Run, compare, compose
+
+    run = Run.create(compose(dataset="gmm-ring"), "runs/gmm")
+    run.train()
+    report = run.finalize()
+
+Modules, one job each: ``config`` (the run config, defaults and validation), ``components``
+(building them), ``directory`` (every file of a run directory), ``sampling``, ``evaluation``
+(metrics and floors), ``checkpoint_eval`` (parallel checkpoint sweeps), ``comparison`` and
+``run`` (the :class:`Run` object). See docs/design.md. The names below are imported on first
+use, so ``import diffctl.runs.config`` never pulls in torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Run": "diffctl.runs.run", "SampleResult": "diffctl.runs.run",
+    "InpaintResult": "diffctl.runs.run", "EvalResult": "diffctl.runs.run",
+    "compare": "diffctl.runs.comparison",
+    "RunConfig": "diffctl.runs.config", "compose": "diffctl.runs.config",
+    "resolve": "diffctl.runs.config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'diffctl.runs' has no attribute {name!r}")

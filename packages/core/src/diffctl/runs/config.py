@@ -15,13 +15,16 @@ distribution (the gmm-ring's modes for ``mode-coverage``). No torch import here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from diffctl.component_info import DatasetInfo, DenoiserInfo
 from diffctl.config import ComponentConfig, validation_message
 from diffctl.errors import ConfigError, UsageError
+from diffctl.seeds import MAX_SEED
+from diffctl.training.config import TrainConfig
 
 
 class ComponentChoice(BaseModel):
@@ -32,38 +35,6 @@ class ComponentChoice(BaseModel):
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-class TrainConfig(ComponentConfig):
-    epochs: int = Field(50, ge=1, description="Passes over the training split.")
-    batch_size: int = Field(128, ge=1, description="Examples per optimisation step.")
-    lr: float = Field(1e-3, gt=0, description="Base learning rate (before lr_scaling).")
-    optimizer: Literal["adamw", "adam"] = Field("adamw", description="Optimiser.")
-    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW).")
-    lr_schedule: Literal["constant", "cosine"] = Field("constant",
-                                                        description="LR shape over training.")
-    warmup_steps: int = Field(0, ge=0, description="Linear LR warm-up steps.")
-    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
-        "none", description="Scale lr by batch_size / base_batch_size (linear or sqrt).")
-    base_batch_size: int = Field(128, ge=1, description="Reference batch size for lr_scaling.")
-    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm; null: off.")
-    ema_decay: float | None = Field(0.999, gt=0, lt=1, description="EMA decay; null: no EMA.")
-    ema_warmup: bool = Field(True, description="Ramp the EMA decay up over early updates.")
-    loss_weighting: Literal["uniform", "min-snr"] = Field(
-        "uniform", description="Per-timestep loss weight (min-snr: Hang et al. 2023).")
-    min_snr_gamma: float = Field(5.0, gt=0, description="gamma of min-SNR weighting.")
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
-        "auto", description="auto picks cuda > mps > cpu.")
-    log_every: int = Field(50, ge=1, description="Record the training loss every N steps.")
-    checkpoint_every: int = Field(10, ge=1, description="Checkpoint and evaluate every N epochs.")
-    best_metric: str = Field("test-loss", description="Metric that selects the best checkpoint.")
-    early_stopping_patience: int | None = Field(
-        None, ge=1, description="Stop after N evaluations without improvement; null: never.")
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16: forward and loss under torch.autocast in bfloat16 "
-        "(weights, optimiser and EMA stay float32).")
-    compile: bool = Field(False, description="Train through torch.compile(model) (the "
-                          "checkpoints hold the plain module's weights).")
 
 
 class SampleConfig(ComponentConfig):
@@ -111,10 +82,11 @@ class EvalConfig(ComponentConfig):
 
 class RunConfig(ComponentConfig):
     name: str | None = Field(None, description="Run name (default: dataset-denoiser-time).")
-    seed: int = Field(0, description="Seeds data order, init, noise and sampling.")
-    dataset: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="two-moons"))
-    denoiser: ComponentChoice = Field(
-        default_factory=lambda: ComponentChoice(name="residual-mlp"))
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="The run's seed: every random "
+                      "stream (data, init, training, sampling, floors) derives from it "
+                      "(diffctl.seeds).")
+    dataset: ComponentChoice
+    denoiser: ComponentChoice
     scheduler: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="linear"))
     sampler: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="ddim"))
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -123,28 +95,113 @@ class RunConfig(ComponentConfig):
 
 
 COMPONENT_SECTIONS = ("dataset", "denoiser", "scheduler", "sampler")
-
-#: Metrics a run evaluates when its config names none, by dataset, with their options.
-#: MNIST gets FID and a classifier Inception Score on the bundled LeNet features (offline);
-#: other image sets get pixel-space MMD (crude; FID with Inception needs its weights file).
-DEFAULT_METRICS: dict[str, list[str]] = {
-    "two-moons": ["moons-overall", "mmd-rbf"],
-    "gmm-ring": ["mode-coverage", "mmd-rbf", "wasserstein"],
-    "mnist": ["fid", "isc"],
-    "cifar10": ["mmd-rbf"],
-    "digits": ["mmd-rbf"],
-    "image-folder": ["mmd-rbf"],
-}
-DEFAULT_METRIC_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
-    "mnist": {"fid": {"feature_extractor": "lenet-mnist"},
-              "isc": {"feature_extractor": "lenet-mnist"}},
-}
-FALLBACK_METRICS = ["mmd-rbf", "sample-stats"]
+RECIPE_SECTIONS = ("denoiser", "train", "sample", "eval")
 
 
 def default_config_data() -> dict[str, Any]:
-    """The embedded default run (``diffctl run`` with no arguments), as a raw dict."""
+    """The embedded default of ``diffctl run`` with no arguments, as a raw dict: the core's
+    schedule and sampler; dataset, denoiser and recipe are filled in by :func:`compose`."""
     return load_yaml(Path(__file__).with_name("default.yaml"))
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def default_dataset(registry, data: str = "points") -> str:
+    """The dataset that declares itself the default of data kind ``data``."""
+    for spec in registry.registered("dataset"):
+        if isinstance(spec.info, DatasetInfo) and spec.info.default and spec.info.data == data:
+            return spec.name
+    raise ConfigError(f"no dataset is registered as the default for {data}; pass --dataset")
+
+
+def fitting_denoiser(registry, data: str) -> str:
+    """The denoiser that declares itself the default for data kind ``data``."""
+    for spec in registry.registered("denoiser"):
+        info = spec.info
+        if isinstance(info, DenoiserInfo) and info.default and data in info.data:
+            return spec.name
+    raise ConfigError(f"no denoiser is registered as the default for {data}; pass --denoiser")
+
+
+def dataset_info(registry, name: str) -> DatasetInfo | None:
+    """What dataset ``name`` declared at registration (None: nothing)."""
+    info = registry.get("dataset", name).info
+    return info if isinstance(info, DatasetInfo) else None
+
+
+def compose(data: dict[str, Any] | None = None, *, registry=None, dataset: str | None = None,
+            denoiser: str | None = None, scheduler: str | None = None,
+            sampler: str | None = None, metrics: list[str] | None = None,
+            seed: int | None = None, steps: int | None = None,
+            overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """A resolved run config from a config file's data (or the embedded default), component
+    choices, then ``--set`` overrides: what ``diffctl run`` builds from its arguments.
+
+    Without a config file, defaults follow the components a user names: an image denoiser
+    with no dataset gets the default image dataset (``digits``), a dataset with no denoiser
+    the default denoiser for its data kind, and both bring the CPU-sized recipe they declare
+    at registration (docs/design.md, "Defaults follow the components").
+    """
+    from diffctl.registry import get_registry
+
+    registry = registry or get_registry()
+    from_file = data is not None
+    data = dict(data) if from_file else default_config_data()
+    for section, name in (("dataset", dataset), ("denoiser", denoiser),
+                          ("scheduler", scheduler), ("sampler", sampler)):
+        if name:
+            data[section] = {"name": name}
+    if not from_file:
+        data = with_recipes(data, registry)
+    if metrics:
+        data.setdefault("eval", {})["metrics"] = list(metrics)
+    if seed is not None:
+        data["seed"] = seed
+    if steps is not None:
+        data.setdefault("sample", {})["num_steps"] = steps
+    return resolve(apply_overrides(data, list(overrides)), registry)
+
+
+def with_recipes(data: dict[str, Any], registry) -> dict[str, Any]:
+    """Fill the dataset and denoiser a config leaves open and apply their declared recipes
+    under the config's own values."""
+    data = dict(data)
+    for section in ("dataset", "denoiser"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise ConfigError(f"invalid run config: {section} must be a mapping with a name")
+    ds_name = (data.get("dataset") or {}).get("name")
+    dn_name = (data.get("denoiser") or {}).get("name")
+    if ds_name is None:
+        kind = "points"
+        if dn_name is not None:
+            info = registry.get("denoiser", dn_name).info
+            kind = info.data[0] if isinstance(info, DenoiserInfo) else "points"
+        ds_name = default_dataset(registry, kind)
+        data["dataset"] = {"name": ds_name, **(data.get("dataset") or {})}
+    ds_info = dataset_info(registry, ds_name)
+    kind = ds_info.data if ds_info else ""
+    if dn_name is None:
+        dn_name = fitting_denoiser(registry, kind or "points")
+        data["denoiser"] = {"name": dn_name, **(data.get("denoiser") or {})}
+    recipe: dict[str, Any] = dict(ds_info.recipe) if ds_info else {}
+    dn_info = registry.get("denoiser", dn_name).info
+    if isinstance(dn_info, DenoiserInfo):
+        own = dn_info.recipe.get(ds_name) or dn_info.recipe.get(kind) or {}
+        recipe = _deep_merge(recipe, own)
+    for section, values in recipe.items():
+        if section not in RECIPE_SECTIONS:
+            raise ConfigError(f"recipe section {section!r} is not one of "
+                              f"{', '.join(RECIPE_SECTIONS)}")
+        data[section] = _deep_merge(values, data.get(section) or {})
+    return data
 
 
 def parse_value(text: str) -> Any:
@@ -191,10 +248,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    """A YAML mapping from ``path``; a missing, unreadable or malformed file is one error."""
+    from diffctl.runs.directory import read_text
+
+    if not Path(path).is_file():
         raise UsageError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text(Path(path), "config file")) or {}
     except yaml.YAMLError as exc:
         raise UsageError(f"invalid YAML in {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -203,10 +263,19 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def resolve(data: dict[str, Any], registry=None) -> RunConfig:
-    """Validate a raw config and fill every component's defaults from the registry."""
+    """Validate a raw config and fill every default: components' configs from the registry,
+    a missing dataset or denoiser (and its recipe), default metrics and their options. Every
+    metric is checked against the data it would measure, so a run that cannot be evaluated
+    stops here, before anything is written."""
     from diffctl.registry import get_registry
 
     registry = registry or get_registry()
+    if not isinstance(data, dict):
+        raise ConfigError("invalid run config: the top level must be a mapping")
+    if any(not isinstance(data.get(s), dict) or "name" not in data[s]
+           for s in ("dataset", "denoiser")):
+        data = with_recipes(data, registry)
+    user_options = (data.get("eval") or {}).get("metric_options") or {}
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -218,25 +287,102 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
         resolved[section] = spec.make_config(choice.options())
         full = resolved[section].model_dump(mode="json")
         setattr(config, section, ComponentChoice(name=choice.name, **full))
+    conditional = bool(config.denoiser.options().get("num_classes"))
+    info = dataset_info(registry, config.dataset.name)
+    kind = info.data if info else None
     if not config.eval.metrics:
-        config.eval.metrics = list(DEFAULT_METRICS.get(config.dataset.name, FALLBACK_METRICS))
-        for metric, options in DEFAULT_METRIC_OPTIONS.get(config.dataset.name, {}).items():
-            if metric in config.eval.metrics:
-                config.eval.metric_options[metric] = {
-                    **options, **config.eval.metric_options.get(metric, {})}
-    # every metric named anywhere is validated with its options (a typo is an error); a
-    # dataset config may give defaults for metrics that need to know its distribution
-    # (gmm-ring: mode-coverage's modes), which the run's own options override
+        if kind is None:  # a dataset that declares nothing: ask the data itself
+            kind = _built_data_kind(config, registry)
+        config.eval.metrics = default_metrics(registry, config.dataset.name, conditional, kind)
+    # options of every metric named anywhere, validated (a typo is an error): the metric's
+    # defaults, then what it declares for this dataset or data kind, then the dataset
+    # config's own (gmm-ring: mode-coverage's modes), then the run's
     named = [*config.eval.metrics, *config.eval.during_training,
              *config.eval.reconstruction_metrics, *config.eval.metric_options]
     dataset_defaults = getattr(resolved["dataset"], "metric_defaults", dict)()
     for metric in dict.fromkeys(named):
         spec = registry.get("metric", metric)
-        options = spec.make_config({**dataset_defaults.get(metric, {}),
+        declared = registry.metric_info(metric).default_for
+        for_data = declared.get(config.dataset.name, declared.get(kind or "", {}))
+        options = spec.make_config({**for_data, **dataset_defaults.get(metric, {}),
                                     **config.eval.metric_options.get(metric, {})})
         config.eval.metric_options[metric] = options.model_dump(mode="json")
     _check_consistency(config)
+    check_metrics(config, registry, user_options, kind)
     return config
+
+
+def _built_data_kind(config: RunConfig, registry) -> str:
+    from diffctl.component_info import data_kind
+    from diffctl.runs.components import build_dataset
+
+    return data_kind(tuple(build_dataset(config, registry).sample_shape))
+
+
+def default_metrics(registry, dataset: str, conditional: bool = False,
+                    kind: str | None = None) -> list[str]:
+    """The metrics a run on ``dataset`` evaluates when its config names none: the dataset's
+    own declared ones and every metric that declares itself a default for this dataset; if
+    there are none, those that declare themselves a default for its data kind (``kind``, or
+    what the dataset declares). Metrics that need class labels are left out for an
+    unconditional model."""
+    info = dataset_info(registry, dataset)
+    kind = kind or (info.data if info else None)
+    specs = registry.registered("metric")
+
+    def wanted(key: str) -> list[str]:
+        return [s.name for s in specs if key in registry.metric_info(s.name).default_for]
+
+    names = [*(info.default_metrics if info else ()), *wanted(dataset)]
+    if not names and kind is not None:
+        names = wanted(kind)
+    return [n for n in dict.fromkeys(names)
+            if conditional or "labels" not in registry.metric_info(n).needs]
+
+
+def check_metrics(config: RunConfig, registry, user_options: dict[str, Any] | None = None,
+                  kind: str | None = None) -> None:
+    """Refuse, with one line, every metric the run's data cannot give (docs/design.md,
+    "Component metadata"): a data kind it does not measure, paired metrics outside the
+    reconstruction evaluation (and sample metrics inside it), class labels from an
+    unconditional model, mixture modes the dataset does not have."""
+    info = dataset_info(registry, config.dataset.name)
+    kind = info.data if info else kind
+    provides = set(info.provides) if info else set()
+    conditional = bool(config.denoiser.options().get("num_classes"))
+    user_options = user_options or {}
+    places = (("eval.metrics", config.eval.metrics, ("samples", "model")),
+              ("eval.during_training", config.eval.during_training, ("samples", "model")),
+              ("eval.reconstruction_metrics", config.eval.reconstruction_metrics, ("pairs",)))
+    for where, names, inputs in places:
+        for name in names:
+            metric = registry.metric_info(name)
+            problem = metric_problem(name, metric, kind, config.dataset.name, provides,
+                                     conditional, user_options.get(name) or {})
+            if problem is None and metric.input not in inputs:
+                problem = (f"metric '{name}' compares paired images (a reconstruction with "
+                           "its original); use it in eval.reconstruction_metrics"
+                           if metric.input == "pairs" else
+                           f"metric '{name}' does not compare paired images; "
+                           "eval.reconstruction_metrics takes psnr, ssim, lpips and the like")
+            if problem:
+                raise ConfigError(f"{where}: {problem}")
+
+
+def metric_problem(name: str, metric, kind: str | None, dataset: str, provides: set[str],
+                   conditional: bool, options: dict[str, Any]) -> str | None:
+    """Why metric ``name`` cannot measure this data, or None when it can."""
+    if kind is not None and kind not in metric.data:
+        return (f"metric '{name}' measures {' or '.join(metric.data)}, but dataset "
+                f"'{dataset}' has {kind}")
+    if "labels" in metric.needs and not conditional:
+        return (f"metric '{name}' needs class-conditional samples; set denoiser.num_classes "
+                "(a class-conditional model)")
+    if "modes" in metric.needs and "modes" not in provides and not (
+            {"modes", "num_modes", "radius"} & set(options)):
+        return (f"metric '{name}' needs the mixture modes of the data, and dataset "
+                f"'{dataset}' has none; give them in eval.metric_options.{name}")
+    return None
 
 
 def _check_consistency(config: RunConfig) -> None:

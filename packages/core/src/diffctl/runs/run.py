@@ -1,16 +1,30 @@
-"""Compose a run from the registry, train it, sample, evaluate, and write the run directory.
+"""A run as a library object: create or open it, train, resume, sample, evaluate.
 
-Run directory (DESIGN.md, "Runs"): ``config.yaml`` (resolved), ``checkpoints/``,
-``metrics.jsonl`` (one line per evaluation), ``metrics.json`` (final, with floors),
-``samples.npy``, ``trajectory.npz`` (states along the sampling path), ``losses.json``.
-Plots are drawn by the CLI from these files.
+The ``diffctl`` commands are thin shells over this class::
+
+    from diffctl.runs import Run, compose
+
+    run = Run.create(compose(), "runs/moons")     # validated; nothing written yet
+    run.train()                                    # checkpoints, logs
+    report = run.finalize()                        # samples, metrics and floors: metrics.json
+    again = Run.open("runs/moons")
+    result = again.sample(sampler="heun", steps=20, num_samples=1000)
+    sweep = again.evaluate(checkpoints="all", workers=2)
+
+Every method validates its inputs before it writes anything; every file name belongs to
+:mod:`diffctl.runs.directory`; every random stream derives from the run's seed
+(:mod:`diffctl.seeds`). Under ``torchrun`` all ranks train and only rank 0 writes.
 """
 
 from __future__ import annotations
 
-import json
+import copy
+import logging
+import os
+import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,489 +34,674 @@ import torch
 
 from diffctl.errors import UsageError
 from diffctl.registry import Registry, get_registry
-from diffctl.runs.compare import metric_direction
-from diffctl.runs.config import RunConfig, dump
+from diffctl.runs import directory as files
+from diffctl.runs.components import Components, build, build_dataset, build_sampler, num_classes
+from diffctl.runs.config import RunConfig, dump, resolve
+from diffctl.runs.directory import RunDirectory
+from diffctl.runs.evaluation import (
+    check_sample_count,
+    heldout_inputs,
+    metric_floors,
+    metric_options_on,
+    metric_values,
+    reconstruction_values,
+    split_labels,
+)
+from diffctl.runs.sampling import Inpainted, default_batch_size, generate, inpaint
 from diffctl.samplers.base import Trajectory
-from diffctl.samplers.noise import initial_noise
-from diffctl.training.checkpoint import list_checkpoints, load_checkpoint, read_pointer
+from diffctl.seeds import stream_seed
+from diffctl.training.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    read_state,
+    resolve_checkpoint,
+    select_checkpoints,
+)
 from diffctl.training.distributed import dist_info
-from diffctl.training.trainer import Trainer, TrainState
+from diffctl.training.trainer import StepEvent, Trainer, TrainState, pick_device
+
+log = logging.getLogger("diffctl")
+
+Progress = Callable[[int, int], None] | None
 
 
-@dataclass
-class Components:
-    dataset: Any
-    denoiser: torch.nn.Module
-    scheduler: Any
-    sampler: Any
+def config_fingerprint(config: RunConfig) -> str:
+    """sha256 of the resolved config without ``train.epochs`` (which ``resume(epochs=...)``
+    may raise): a checkpoint records it, and resuming under another config is refused."""
+    import hashlib
+
+    data = config.model_dump(mode="json")
+    data["train"].pop("epochs", None)
+    data.pop("name", None)
+    return hashlib.sha256(repr(sorted(_flatten(data))).encode()).hexdigest()
 
 
-def num_classes(model: Any) -> int | None:
-    """Classes a denoiser is conditioned on (None: unconditional)."""
-    return getattr(model, "num_classes", None) or None
-
-
-def fit_denoiser_to_data(options: dict[str, Any], denoiser: str, dataset: Any,
-                         dataset_name: str, guidance_scale: float = 1.0) -> dict[str, Any]:
-    """Check a denoiser config against the dataset and fill the shape fields left empty.
-
-    Vector denoisers declare ``data_dim``, image denoisers ``in_channels`` / ``image_size``
-    (null: taken from the dataset). Every mismatch is a one-line error before any training.
-    """
-    shape = tuple(dataset.sample_shape)
-    options = dict(options)
-    if "data_dim" in options:
-        if len(shape) != 1:
-            raise UsageError(f"denoiser '{denoiser}' works on vectors but dataset "
-                             f"'{dataset_name}' has samples shaped {shape}; use an image "
-                             "denoiser (e.g. unet-mini or dit)")
-        if options["data_dim"] != shape[0]:
-            raise UsageError(f"denoiser data_dim {options['data_dim']} does not match the "
-                             f"dataset's sample shape {shape}")
-    if "in_channels" in options:
-        if len(shape) != 3:
-            raise UsageError(f"denoiser '{denoiser}' works on images but dataset "
-                             f"'{dataset_name}' has samples shaped {shape}")
-        channels, height, width = shape
-        if options["in_channels"] not in (None, channels):
-            raise UsageError(f"channel mismatch: denoiser '{denoiser}' has in_channels "
-                             f"{options['in_channels']} but dataset '{dataset_name}' has "
-                             f"{channels}")
-        if height != width:
-            raise UsageError(f"dataset '{dataset_name}' has {height}x{width} images; the "
-                             "image denoisers need square images")
-        if options.get("image_size") not in (None, height):
-            raise UsageError(f"denoiser '{denoiser}' has image_size {options['image_size']} "
-                             f"but dataset '{dataset_name}' has {height}x{width} images")
-        options["in_channels"], options["image_size"] = channels, height
-    classes = options.get("num_classes")
-    if classes:
-        if not getattr(dataset, "num_classes", None):
-            raise UsageError(f"class conditioning (denoiser num_classes={classes}) needs "
-                             f"labels, and dataset '{dataset_name}' has none")
-        if classes != dataset.num_classes:
-            raise UsageError(f"denoiser num_classes {classes} but dataset '{dataset_name}' "
-                             f"has {dataset.num_classes} classes")
-    if guidance_scale != 1.0 and not classes:
-        raise UsageError(f"guidance_scale {guidance_scale} needs a class-conditional "
-                         "denoiser (set denoiser.num_classes)")
-    return options
-
-
-def build(config: RunConfig, registry: Registry | None = None) -> Components:
-    """Instantiate the four components of a resolved config (seeded model init)."""
-    registry = registry or get_registry()
-    dataset = registry.create("dataset", config.dataset.name, config.dataset.options())
-    scheduler = registry.create("scheduler", config.scheduler.name, config.scheduler.options())
-    sampler_options = config.sampler.options()
-    options = fit_denoiser_to_data(config.denoiser.options(), config.denoiser.name, dataset,
-                                   config.dataset.name,
-                                   float(sampler_options.get("guidance_scale", 1.0)))
-    if "num_train_timesteps" in options:
-        options["num_train_timesteps"] = scheduler.num_train_timesteps
-    torch.manual_seed(config.seed)
-    denoiser = registry.create("denoiser", config.denoiser.name, options)
-    sampler = registry.create("sampler", config.sampler.name, sampler_options)
-    return Components(dataset, denoiser, scheduler, sampler)
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(data, dict):
+        return [kv for k, v in data.items() for kv in _flatten(v, f"{prefix}{k}.")]
+    return [(prefix, repr(data))]
 
 
 def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
+    """``runs/<time>-<name>``: the name or ``<dataset>-<denoiser>``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = config.name or f"{config.dataset.name}-{config.denoiser.name}"
     return root / f"{stamp}-{name}"
 
 
-def sample_batch_size(config: RunConfig, components: Components) -> int:
-    """``sample.batch_size``, or a default that fits the data: 5000 vectors, 250 images."""
-    if config.sample.batch_size:
-        return config.sample.batch_size
-    return 5000 if len(components.dataset.sample_shape) == 1 else 250
-
-
-def class_labels(model: Any, start: int, size: int, device: torch.device,
-                 labels: torch.Tensor | None = None) -> torch.Tensor | None:
-    """Labels of samples ``start .. start + size - 1``: given ones, else i mod num_classes
-    (equal class counts; a sample's label depends on its index only)."""
-    k = num_classes(model)
-    if k is None:
-        return None
-    if labels is not None:
-        return labels[start:start + size].to(device)
-    return torch.arange(start, start + size, device=device) % k
-
-
-def generate(components: Components, model: torch.nn.Module, n: int, num_steps: int,
-             seed: int, batch_size: int, trajectory: Trajectory | None = None,
-             labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Draw n samples; sample i depends only on (seed, i), not on batch_size.
-
-    Class-conditional models get ``labels`` (default: i mod num_classes).
-    """
-    device = next(model.parameters()).device
-    shape = tuple(components.dataset.sample_shape)
-    out = []
-    model.eval()
-    for start in range(0, n, batch_size):
-        size = min(batch_size, n - start)
-        x_T, gen = initial_noise((size, *shape), seed, offset=start, device=device)
-        cond = class_labels(model, start, size, device, labels)
-        callback = trajectory if (trajectory is not None and start == 0) else None
-        if callback is not None:
-            callback.start(x_T)
-        out.append(components.sampler.sample(model, components.scheduler, x_T, num_steps,
-                                             cond=cond, generator=gen,
-                                             callback=callback).cpu())
-    return torch.cat(out)
+def check_output_dir(path: Path) -> None:
+    """A run may be written at ``path``: absent (under a writable directory) or an existing
+    directory without a run in it. One line otherwise, before anything is written."""
+    if str(path).strip() == "":
+        raise UsageError("--out is empty; name a directory for the run")
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise UsageError(f"--out {path} exists and is not a directory")
+        if RunDirectory(path).exists():
+            raise UsageError(f"run directory {path} already holds a run; use --resume or "
+                             "another --out")
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"--out {path} is not writable")
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path}: cannot create it under {parent} (not writable)")
 
 
 @dataclass
-class ModelInputs:
-    """What a model metric (``test-loss``) scores: the denoiser on held-out data."""
+class LoadedModel:
+    """A run's components with one checkpoint's weights loaded (EMA when asked and present)."""
 
+    components: Components
     model: torch.nn.Module
-    scheduler: Any
-    data: torch.Tensor
-    labels: torch.Tensor | None = None
-    seed: int = 0
+    checkpoint: Path
+    state: dict[str, Any]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
 
-def is_model_metric(metric: Any) -> bool:
-    """Whether a metric scores the model (``score_model``) rather than samples."""
-    return callable(getattr(metric, "score_model", None))
+@dataclass
+class SampleResult:
+    """What :meth:`Run.sample` drew and measured."""
+
+    samples: torch.Tensor
+    path: Path | None
+    checkpoint: str
+    sampler: str
+    steps: int
+    seed: int
+    labels: torch.Tensor | None
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    floors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    real: torch.Tensor | None = None
+    trajectory: Trajectory | None = None
+    note: str = ""
 
 
-def heldout_inputs(config: RunConfig, components: Components,
-                   model: torch.nn.Module) -> ModelInputs:
-    """The held-out split (and labels for a conditional model) that model metrics score."""
-    ds = components.dataset
-    labels = _labels(ds, "test") if num_classes(model) is not None else None
-    return ModelInputs(model, components.scheduler, ds.test_tensor(), labels, config.seed)
+@dataclass
+class InpaintResult:
+    """What :meth:`Run.inpaint` filled in and how close it came to the originals."""
+
+    result: Inpainted
+    region: str
+    sampler: str
+    steps: int
+    psnr_filled_region: float
+    ssim_whole_image: float
+    path: Path | None = None
 
 
-def metric_values(registry: Registry, names: list[str], generated: torch.Tensor | None,
-                  real: torch.Tensor | None, options: dict[str, dict[str, Any]] | None = None,
-                  model_inputs: ModelInputs | None = None,
-                  metadata: dict[str, Any] | None = None) -> dict[str, float]:
-    """Values of the named metrics: sample metrics on (generated, real), model metrics on
-    ``model_inputs``. A metric that leaves a ``metadata`` dict (extractor, weights hash,
-    counts) has it copied into ``metadata[name]`` when a dict is passed."""
-    values: dict[str, float] = {}
-    for name in names:
-        metric = registry.create("metric", name, (options or {}).get(name))
-        if is_model_metric(metric):
-            if model_inputs is None:
-                raise UsageError(f"metric '{name}' scores a model; it cannot be computed "
-                                 "from samples alone here")
-            m = model_inputs
-            result = metric.score_model(m.model, m.scheduler, m.data, m.labels, seed=m.seed)
+@dataclass
+class EvalResult:
+    """What :meth:`Run.evaluate` measured, and where it wrote it."""
+
+    folder: Path
+    rows: list[dict[str, Any]]
+    failures: list[dict[str, str]]
+    floors: dict[str, dict[str, Any]]
+    metrics: list[str]
+    num_samples: int
+    workers: int
+    seconds: float
+
+
+class Run:
+    """One run directory and the operations on it (see the module docstring)."""
+
+    def __init__(self, path: Path | str, config: RunConfig, registry: Registry | None = None):
+        self.dir = RunDirectory(path)
+        self.config = config
+        self.registry = registry or get_registry()
+        self._trainer: Trainer | None = None
+        self._components: Components | None = None  # what the trainer of this process uses
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def data_kind(self) -> str:
+        """``points`` or ``images``: what the dataset declares (else what it builds)."""
+        from diffctl.component_info import data_kind
+        from diffctl.runs.config import dataset_info
+
+        info = dataset_info(self.registry, self.config.dataset.name)
+        if info is not None:
+            return info.data
+        return data_kind(tuple(build_dataset(self.config, self.registry).sample_shape))
+
+    # -- creating and opening -----------------------------------------------------------------
+    @classmethod
+    def create(cls, config: RunConfig, out: Path | str | None = None, *,
+               registry: Registry | None = None) -> Run:
+        """A new run of ``config`` at ``out`` (default ``runs/<time>-<name>``). The location is
+        checked now; nothing is written until :meth:`train`."""
+        if out is None and dist_info().enabled:
+            raise UsageError("under torchrun pass --out, so that every process uses the same "
+                             "run directory")
+        path = Path(out) if out is not None else default_run_dir(config)
+        if dist_info().is_main:
+            check_output_dir(path)
+        return cls(path, config, registry)
+
+    @classmethod
+    def open(cls, path: Path | str, *, registry: Registry | None = None) -> Run:
+        """The run in ``path``, its config read and validated."""
+        registry = registry or get_registry()
+        directory = RunDirectory(path)
+        text = directory.read_config_text()
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"run config {directory.file(files.CONFIG)} is damaged: "
+                             f"{str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"run config {directory.file(files.CONFIG)} is damaged: not a "
+                             "mapping")
+        try:
+            config = resolve(data, registry)
+        except UsageError as exc:
+            raise UsageError(f"run config {directory.file(files.CONFIG)}: {exc}") from None
+        return cls(path, config, registry)
+
+    # -- training ------------------------------------------------------------------------------
+    def train(self, *, on_step: Callable[[StepEvent], None] | None = None,
+              evaluate_after: bool = True) -> dict[str, Any]:
+        """Train from scratch. ``evaluate_after`` checks now, before training, that the final
+        evaluation will have its real samples. Returns the training summary."""
+        main = dist_info().is_main
+        if main and self.dir.exists():
+            raise UsageError(f"run directory {self.path} already holds a run; use resume")
+        components = build(self.config, self.registry)
+        self._check_data(components, evaluate_after)
+        trainer = self._make_trainer(components, on_step)
+        if main:
+            self.dir.write_config(dump(self.config))
+        return self._fit(trainer, components)
+
+    def resume(self, *, epochs: int | None = None,
+               on_step: Callable[[StepEvent], None] | None = None) -> dict[str, Any]:
+        """Continue from the newest intact checkpoint (a damaged newest one is skipped with a
+        warning). ``epochs`` extends a run to that many epochs in all (config.yaml is updated;
+        with a cosine schedule the learning rate then follows the new length)."""
+        if epochs is not None:
+            trained = max((self._epoch_of(p) for p in list_checkpoints(self.dir.checkpoints)),
+                          default=0)
+            if epochs < max(trained, 1):
+                raise UsageError(f"--epochs {epochs} is below the {trained} epochs this run "
+                                 "has already trained")
+            self.config.train.epochs = epochs
+        components = build(self.config, self.registry)
+        self._check_data(components, True)
+        trainer = self._make_trainer(components, on_step)
+        checkpoint, _ = self._resume_point(trainer)
+        trainer.resume(checkpoint)
+        if dist_info().is_main:
+            if epochs is not None:
+                self.dir.write_config(dump(self.config))
+            self.dir.truncate_logs(trainer.state.step)
+        return self._fit(trainer, components)
+
+    @staticmethod
+    def _epoch_of(checkpoint: Path) -> int:
+        try:
+            return int(read_state(checkpoint)["epoch"])
+        except CheckpointError:
+            return 0
+
+    def fork(self, checkpoint: str, out: Path | str | None = None) -> Run:
+        """A new run directory that continues this run from ``checkpoint``: the config,
+        that checkpoint and the logs up to it are copied, this run is left as it is. Resume
+        the returned run to continue training."""
+        source = resolve_checkpoint(self.dir.checkpoints, checkpoint)
+        state = read_state(source)
+        path = Path(out) if out is not None else self.path.with_name(
+            f"{self.path.name}-from-{source.name}")
+        check_output_dir(path)
+        target = RunDirectory(path)
+        target.checkpoints.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, target.checkpoints / source.name)
+        from diffctl.training.checkpoint import write_pointer
+
+        write_pointer(target.checkpoints / "last", source.name)
+        for name in (files.METRICS_LOG, files.TRAIN_LOG):
+            if self.dir.file(name).exists():
+                shutil.copy2(self.dir.file(name), target.file(name))
+        target.truncate_logs(int(state["step"]))
+        target.write_config(self.dir.read_config_text())
+        return Run(path, self.config, self.registry)
+
+    def _check_data(self, components: Components, evaluate_after: bool) -> None:
+        """Fail now, not after training, when the data cannot give what the run needs."""
+        ds = components.dataset
+        if len(ds.test_tensor()) == 0:
+            raise UsageError(f"dataset '{self.config.dataset.name}' has an empty test split; "
+                             "test-loss and checkpoint selection need held-out data (raise "
+                             "dataset.test_fraction)")
+        if evaluate_after:
+            check_sample_count(ds, self.config.sample.num_samples, "samples")
+        if self.config.eval.during_training:
+            check_sample_count(ds, self.config.eval.during_training_samples,
+                               "samples at checkpoints")
+
+    def _make_trainer(self, components: Components,
+                      on_step: Callable[[StepEvent], None] | None) -> Trainer:
+        """A trainer whose checkpoint evaluation computes test-loss and the chosen metrics;
+        it checks the device and the batch against the processes before anything is
+        written (it creates the checkpoint folder itself on the first save)."""
+        config, registry = self.config, self.registry
+        main = dist_info().is_main
+        ds = components.dataset
+        conditional = num_classes(components.denoiser) is not None
+        during = [m for m in config.eval.during_training if m != "test-loss"]
+        started = time.time()
+        metadata: dict[str, Any] = {}
+
+        def evaluate(model: torch.nn.Module, state: TrainState) -> dict[str, float]:
+            inputs = heldout_inputs(config, components, model)
+            options = metric_options_on(config, registry, next(model.parameters()).device)
+            values = metric_values(registry, ["test-loss"], None, None, options, inputs)
+            if during:
+                n = config.eval.during_training_samples
+                gen = generate(components, model, n, config.sample.num_steps,
+                               stream_seed(config.seed, "checkpoint-sample"),
+                               self._sample_batch(components))
+                real = ds.reference(n, stream_seed(config.seed, "checkpoint-reference"))
+                values |= metric_values(registry, during, gen, real, options, inputs,
+                                        metadata)
+            return values
+
+        def on_eval(state: TrainState, values: dict[str, float]) -> None:
+            if main:
+                extra = {"metric_metadata": dict(metadata)} if metadata else {}
+                self.dir.append_line(files.METRICS_LOG, {
+                    "step": state.step, "epoch": state.epoch,
+                    "train_seconds": round(state.train_seconds, 3),
+                    "wall_seconds": round(time.time() - started, 3), **values, **extra})
+
+        def log_step(event: StepEvent) -> None:
+            if main and (event.step % config.train.log_every == 0 or event.step == 1):
+                self.dir.append_line(files.TRAIN_LOG, {
+                    "step": event.step, "epoch": event.epoch, "loss": event.loss,
+                    "lr": event.lr, "steps_per_second": round(event.steps_per_second, 3)})
+            if on_step is not None:
+                on_step(event)
+
+        return Trainer(
+            components.denoiser, components.scheduler, ds.train_tensor(), config.train,
+            seed=config.seed,
+            labels=split_labels(ds, "train") if conditional else None,
+            augment=getattr(ds, "augment", None),
+            checkpoint_dir=self.dir.checkpoints if main else None, evaluate=evaluate,
+            higher_is_better=lambda name: registry.metric_info(name).higher_is_better,
+            on_step=log_step, on_eval=on_eval,
+            checkpoint_meta={"config_sha256": config_fingerprint(config)})
+
+    def _resume_point(self, trainer: Trainer) -> tuple[Path, dict[str, Any]]:
+        """The newest checkpoint that loads, checked against this run's config; damaged newer
+        ones are skipped with a warning."""
+        if not self.dir.exists():
+            raise UsageError(f"no run to resume at {self.path} ({files.CONFIG} missing)")
+        candidates = list_checkpoints(self.dir.checkpoints)
+        try:
+            last = resolve_checkpoint(self.dir.checkpoints, "last")
+            candidates = [c for c in candidates if c != last] + [last]
+        except CheckpointError as exc:
+            if candidates:
+                log.warning("%s; using the newest checkpoint folder instead", exc)
+        if not candidates:
+            raise UsageError(f"run {self.path} has no checkpoint to resume from")
+        fingerprint = config_fingerprint(self.config)
+        for path in reversed(candidates):
+            try:
+                state = read_state(path)
+                recorded = state.get("config_sha256")
+                if recorded is not None and recorded != fingerprint:
+                    raise UsageError(f"{self.dir.file(files.CONFIG)} differs from the config "
+                                     f"checkpoint {path.name} was trained with (edited or "
+                                     "damaged?); resuming would not continue that run")
+                epoch, step = int(state["epoch"]), int(state["step"])
+                if epoch > self.config.train.epochs or \
+                        step != epoch * trainer.steps_per_epoch:
+                    raise CheckpointError(f"checkpoint {path} records epoch {epoch} and step "
+                                          f"{step}, which this run's config cannot reach "
+                                          "(damaged state.json?)")
+                # a trial load: weights and optimizer must fit and pass their checksums
+                probe = copy.deepcopy(trainer.model)
+                load_checkpoint(path, probe, None, None)
+                return path, state
+            except CheckpointError as exc:
+                if path == candidates[0] or len(candidates) == 1:
+                    raise
+                log.warning("skipping damaged checkpoint %s: %s", path.name, exc)
+        raise UsageError(f"run {self.path} has no intact checkpoint")
+
+    def _fit(self, trainer: Trainer, components: Components) -> dict[str, Any]:
+        self._trainer, self._components = trainer, components
+        state = trainer.fit()
+        if dist_info().is_main:
+            self.dir.write_json(files.LOSSES, state.losses)
+        return self.train_summary()
+
+    def train_summary(self) -> dict[str, Any]:
+        """Steps, epochs, time, device and parameter count of the training in this process."""
+        if self._trainer is None:
+            raise UsageError("this run has not trained in this process")
+        trainer = self._trainer
+        return trainer.state.as_dict() | {
+            "losses": None, "device": str(trainer.device),
+            "parameters": sum(p.numel() for p in trainer.model.parameters())}
+
+    # -- the final evaluation -----------------------------------------------------------------
+    def finalize(self, *, on_progress: Progress = None) -> dict[str, Any]:
+        """The final evaluation of the trained model (EMA weights when the config says so):
+        ``sample.num_samples`` samples, every metric with its real-vs-real floor, the
+        reconstruction metrics; writes samples.npy, real.npy, trajectory.npz and the report
+        metrics.json. Returns the report."""
+        if not dist_info().is_main:
+            return {"run": str(self.path), "rank": dist_info().rank}
+        if self._trainer is not None and self._components is not None:
+            trainer = self._trainer
+            model = trainer.eval_model() if self.config.sample.use_ema else trainer.model
+            components = Components(self._components.dataset, model, trainer.scheduler,
+                                    self._components.sampler)
+            train = self.train_summary()
         else:
-            result = metric(generated, real)
-        values.update({k: float(v) for k, v in result.items()})
-        if metadata is not None and getattr(metric, "metadata", None):
-            metadata[name] = _plain(metric.metadata)
-    return values
+            loaded = self.load_model("last", use_ema=self.config.sample.use_ema)
+            components, model = loaded.components, loaded.model
+            train = {k: loaded.state.get(k) for k in TrainState.__dataclass_fields__} | {
+                "losses": None, "device": str(loaded.device),
+                "parameters": sum(p.numel() for p in model.parameters())}
+        report = {"run": str(self.path), "train": train,
+                  "eval": self._final_evaluation(components, model, on_progress)}
+        self.dir.write_json(files.REPORT, report)
+        return report
 
+    def _sample_batch(self, components: Components) -> int:
+        return self.config.sample.batch_size or default_batch_size(
+            tuple(components.dataset.sample_shape))
 
-def metric_options_on(config: RunConfig, registry: Registry,
-                      device: torch.device | str) -> dict[str, dict[str, Any]]:
-    """The run's ``eval.metric_options`` with ``device: auto`` replaced by the run's device,
-    for the metrics that have a ``device`` field (fid, kid, isc, prc, lpips): a CPU run on a
-    GPU machine computes its metrics on the CPU too."""
-    options = {name: dict(values) for name, values in config.eval.metric_options.items()}
-    for name, values in options.items():
-        spec = registry.get("metric", name)
-        if "device" in spec.config.model_fields and values.get("device", "auto") == "auto":
-            values["device"] = str(device)
-    return options
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy of a metadata value (tuples to lists, tensors and numbers to floats)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-class RunDirectory:
-    """Paths of one run and the small writers for its files."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.checkpoints = path / "checkpoints"
-
-    def exists(self) -> bool:
-        return (self.path / "config.yaml").is_file()
-
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        self.append_line("metrics.jsonl", record)
-
-    def append_line(self, name: str, record: dict[str, Any]) -> None:
-        """Append one JSON line (a killed run leaves every earlier line intact)."""
-        with open(self.path / name, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-    def write_json(self, name: str, payload: Any) -> None:
-        self._replace(name, json.dumps(payload, indent=1))
-
-    def _replace(self, name: str, text: str) -> None:
-        """Write ``name`` atomically: a temporary file renamed over it."""
-        tmp = self.path / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(self.path / name)
-
-    def truncate_logs(self, step: int) -> None:
-        """Drop log lines past ``step``: a resumed run repeats the work after its checkpoint
-        and logs it again (atomic rewrite; a torn last line is dropped too)."""
-        for name in ("metrics.jsonl", "train.jsonl"):
-            path = self.path / name
-            if not path.exists():
-                continue
-            kept = []
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if record.get("step", 0) <= step:
-                    kept.append(line + "\n")
-            self._replace(name, "".join(kept))
-
-    def metrics_history(self) -> list[dict[str, Any]]:
-        f = self.path / "metrics.jsonl"
-        if not f.exists():
-            return []
-        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-
-
-def make_trainer(config: RunConfig, components: Components, run: RunDirectory | None,
-                 registry: Registry, on_step=None) -> Trainer:
-    """A trainer whose checkpoint evaluation computes test-loss and the chosen metrics."""
-    ds = components.dataset
-    conditional = num_classes(components.denoiser) is not None
-    started = time.time()
-    during = [m for m in config.eval.during_training if m != "test-loss"]
-
-    metadata: dict[str, Any] = {}
-
-    def evaluate(model: torch.nn.Module, state: TrainState) -> dict[str, float]:
-        inputs = heldout_inputs(config, components, model)
+    def _final_evaluation(self, components: Components, model: torch.nn.Module,
+                          on_progress: Progress) -> dict[str, Any]:
+        config, registry = self.config, self.registry
+        cfg = config.sample
+        # 10 evenly spaced states from the noise x_T to the sample x_0; for images 10 samples
+        # along them make the 10x10 progression grid
+        keep = min(cfg.progression_samples, 10) if components.images else \
+            cfg.progression_samples
+        traj = Trajectory(frames=10) if keep else None
+        t0 = time.perf_counter()
+        samples = generate(components, model, cfg.num_samples, cfg.num_steps,
+                           stream_seed(config.seed, "sample"), self._sample_batch(components),
+                           traj, on_progress=on_progress)
+        sample_seconds = time.perf_counter() - t0
+        real = components.dataset.reference(cfg.num_samples,
+                                            stream_seed(config.seed, "reference"))
         options = metric_options_on(config, registry, next(model.parameters()).device)
-        values = metric_values(registry, ["test-loss"], None, None, options, inputs)
-        if during:
-            n = config.eval.during_training_samples
-            gen = generate(components, model, n, config.sample.num_steps, config.seed + 1,
-                           sample_batch_size(config, components))
-            real = ds.reference(n, config.seed + 2)
-            values |= metric_values(registry, during, gen, real, options, inputs, metadata)
-        return values
-
-    def on_eval(state: TrainState, values: dict[str, float]) -> None:
-        if run is not None:
-            extra = {"metric_metadata": dict(metadata)} if metadata else {}
-            run.append_metrics({"step": state.step, "epoch": state.epoch,
-                                "train_seconds": round(state.train_seconds, 3),
-                                "wall_seconds": round(time.time() - started, 3), **values,
-                                **extra})
-
-    def log_step(event) -> None:
-        if run is not None and (event.step % config.train.log_every == 0 or event.step == 1):
-            run.append_line("train.jsonl", {
-                "step": event.step, "epoch": event.epoch, "loss": event.loss, "lr": event.lr,
-                "steps_per_second": round(event.steps_per_second, 3)})
-        if on_step is not None:
-            on_step(event)
-
-    return Trainer(components.denoiser, components.scheduler, ds.train_tensor(), config.train,
-                   seed=config.seed, labels=_labels(ds, "train") if conditional else None,
-                   augment=getattr(ds, "augment", None),
-                   checkpoint_dir=run.checkpoints if run else None, evaluate=evaluate,
-                   higher_is_better=lambda name: bool(metric_direction(name, registry)),
-                   on_step=log_step, on_eval=on_eval)
-
-
-def _labels(dataset: Any, split: str) -> torch.Tensor:
-    getter = getattr(dataset, f"{split}_labels", None)
-    labels = getter() if getter is not None else None
-    if labels is None:
-        raise UsageError(f"dataset {dataset!r} has no {split} labels for class conditioning")
-    return labels
-
-
-def evaluate_samples(config: RunConfig, components: Components, model: torch.nn.Module,
-                     registry: Registry, run: RunDirectory | None = None) -> dict[str, Any]:
-    """Final evaluation: sample, compute metrics and their real-vs-real floors."""
-    cfg = config.sample
-    images = len(components.dataset.sample_shape) == 3
-    # 10 evenly spaced states from the noise x_T to the sample x_0; for images 10 samples
-    # along them make the 10x10 progression grid
-    keep = min(cfg.progression_samples, 10) if images else cfg.progression_samples
-    traj = Trajectory(frames=10) if keep else None
-    t0 = time.perf_counter()
-    samples = generate(components, model, cfg.num_samples, cfg.num_steps, config.seed + 1,
-                       sample_batch_size(config, components), traj)
-    sample_seconds = time.perf_counter() - t0
-    real = components.dataset.reference(cfg.num_samples, config.seed + 2)
-    options = metric_options_on(config, registry, next(model.parameters()).device)
-    # the model used for sampling also gets the final held-out loss
-    names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
-    metadata: dict[str, Any] = {}
-    values = metric_values(registry, names, samples, real, options,
-                           heldout_inputs(config, components, model), metadata)
-    result: dict[str, Any] = {"num_samples": cfg.num_samples, "sample_seconds": sample_seconds,
-                              "metrics": values, "floors": {}, "metric_metadata": metadata}
-    k = num_classes(model)
-    if k is not None:
-        result["labels"] = f"sample i has class i mod {k}"
-    if config.eval.floor_draws:
-        result["floors"] = metric_floors(registry, names, options, components.dataset,
-                                         cfg.num_samples, config.eval.floor_draws,
-                                         config.seed + 100)
-    if config.eval.reconstruction_metrics:
-        result["reconstruction"] = reconstruction_values(config, components, model, registry)
-    if run is not None:
-        np.save(run.path / "samples.npy", samples.numpy())
-        np.save(run.path / "real.npy", real.numpy())
+        # the model used for sampling also gets the final held-out loss
+        names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
+        metadata: dict[str, Any] = {}
+        values = metric_values(registry, names, samples, real, options,
+                               heldout_inputs(config, components, model), metadata)
+        result: dict[str, Any] = {"num_samples": cfg.num_samples,
+                                  "sample_seconds": sample_seconds, "metrics": values,
+                                  "floors": {}, "metric_metadata": metadata}
+        k = num_classes(model)
+        if k is not None:
+            result["labels"] = f"sample i has class i mod {k}"
+        if config.eval.floor_draws:
+            result["floors"] = metric_floors(registry, names, options, components.dataset,
+                                             cfg.num_samples, config.eval.floor_draws,
+                                             config.seed)
+        if config.eval.reconstruction_metrics:
+            result["reconstruction"] = reconstruction_values(config, components, model,
+                                                             registry)
+        np.save(self.dir.file(files.SAMPLES), samples.numpy())
+        np.save(self.dir.file(files.REAL), real.numpy())
         if traj is not None and traj.xs:
-            np.savez(run.path / "trajectory.npz", timesteps=np.array(traj.timesteps),
+            np.savez(self.dir.file(files.TRAJECTORY), timesteps=np.array(traj.timesteps),
                      xs=np.stack([x[:keep].numpy() for x in traj.xs]),
                      x0s=np.stack([x[:keep].numpy() for x in traj.x0s]))
-    return result
+        return result
+
+    # -- using a trained run ------------------------------------------------------------------
+    def load_model(self, checkpoint: str = "last", *, use_ema: bool = True,
+                   device: str | None = None) -> LoadedModel:
+        """The run's components with ``checkpoint`` (``last``, ``best`` or a folder name)
+        loaded, on ``device`` (auto, cpu, cuda, mps; default the run's train.device)."""
+        components = build(self.config, self.registry)
+        path = resolve_checkpoint(self.dir.checkpoints, checkpoint)
+        model = components.denoiser
+        ema = copy.deepcopy(model) if use_ema and (path / "ema.safetensors").exists() else None
+        state = load_checkpoint(path, model, None, ema)
+        chosen = (ema if ema is not None else model).to(pick_device(
+            device or self.config.train.device)).eval()
+        components.denoiser = chosen
+        return LoadedModel(components, chosen, path, state)
+
+    def _sampler_for(self, model: torch.nn.Module, name: str | None,
+                     options: dict[str, Any] | None, guidance_scale: float | None) -> tuple:
+        """The sampler of a sample/inpaint call: the run's, or ``name`` with the run's options
+        when it is the run's own sampler, else its own defaults; then ``options``."""
+        name = name or self.config.sampler.name
+        base = self.config.sampler.options() if name == self.config.sampler.name else {}
+        merged = {**base, **(options or {})}
+        if guidance_scale is not None:
+            merged["guidance_scale"] = guidance_scale
+        return name, build_sampler(name, merged, model, self.registry)
+
+    def sample(self, *, checkpoint: str = "last", sampler: str | None = None,
+               sampler_options: dict[str, Any] | None = None, steps: int | None = None,
+               num_samples: int | None = None, seed: int | None = None,
+               label: int | None = None, guidance_scale: float | None = None,
+               device: str | None = None, progression: bool = False,
+               metrics: bool = True, save: bool = True,
+               on_progress: Progress = None) -> SampleResult:
+        """Draw samples from a checkpoint, with any sampler and step count.
+
+        ``seed`` is a run seed (default: this run's): the noise comes from its ``sample``
+        stream, so the run's own seed, sampler and steps reproduce the final evaluation's
+        samples. ``label`` fixes the class of every sample of a conditional run (metrics
+        against the whole real distribution are then skipped). ``progression`` keeps 10
+        states from x_T to x_0 of the first 10 samples. With ``save`` the samples go to
+        ``samples/<checkpoint>-<sampler>-<steps>steps-<n>-seed<seed>.npy``.
+        """
+        cfg = self.config
+        steps = cfg.sample.num_steps if steps is None else steps
+        n = cfg.sample.num_samples if num_samples is None else num_samples
+        seed = cfg.seed if seed is None else seed
+        T = int(cfg.scheduler.options().get("num_train_timesteps") or 0)
+        if steps < 1 or (T and steps > T):
+            raise UsageError(f"--steps must be in [1, {T or 'T'}], got {steps}")
+        if n < 1:
+            raise UsageError(f"--num-samples must be at least 1, got {n}")
+        loaded = self.load_model(checkpoint, device=device)
+        model, components = loaded.model, loaded.components
+        k = num_classes(model)
+        if label is not None and not (k and 0 <= label < k):
+            raise UsageError(f"--label needs a class-conditional run and a label in "
+                             f"[0, {k or 0}); got {label}")
+        name, sampler_obj = self._sampler_for(model, sampler, sampler_options, guidance_scale)
+        measure = metrics and label is None and bool(cfg.eval.metrics)
+        if measure:
+            check_sample_count(components.dataset, n)
+        labels = torch.full((n,), label, dtype=torch.long) if label is not None else None
+        traj = Trajectory(frames=10) if progression else None
+        t0 = time.perf_counter()
+        samples = generate(components, model, n, steps, stream_seed(seed, "sample"),
+                           self._sample_batch(components), traj, labels, on_progress,
+                           sampler=sampler_obj)
+        seconds = time.perf_counter() - t0
+        suffix = (f"-label{label}" if label is not None else "") + (
+            f"-g{guidance_scale:g}" if guidance_scale is not None else "")
+        path = self.dir.sample_path(loaded.checkpoint.name, name, steps, n, seed, suffix) \
+            if save else None
+        if path is not None:
+            np.save(path, samples.numpy())
+        result = SampleResult(samples, path, loaded.checkpoint.name, name, steps, seed, labels,
+                              seconds, trajectory=traj)
+        if label is not None:
+            result.note = f"every sample has class {label}: no metrics against the data"
+        if measure:
+            real = components.dataset.reference(n, stream_seed(seed, "reference"))
+            options = metric_options_on(cfg, self.registry, loaded.device)
+            result.real = real
+            result.metrics = metric_values(self.registry, cfg.eval.metrics, samples, real,
+                                           options, heldout_inputs(cfg, components, model))
+            if cfg.eval.floor_draws:
+                result.floors = metric_floors(self.registry, cfg.eval.metrics, options,
+                                              components.dataset, n, cfg.eval.floor_draws,
+                                              seed)
+        elif not components.images:
+            result.real = components.dataset.reference(n, stream_seed(seed, "reference"))
+        return result
+
+    def inpaint(self, region: str, *, checkpoint: str = "last", num_images: int = 100,
+                sampler: str | None = None, sampler_options: dict[str, Any] | None = None,
+                steps: int | None = None, seed: int | None = None, device: str | None = None,
+                on_progress: Progress = None) -> InpaintResult:
+        """Keep ``region`` (left, right, top, bottom; center keeps the border) of held-out
+        images and fill the rest; score the fill with the registered ``psnr`` (on the filled
+        region) and ``ssim`` (whole images, whose known part is exact). Writes a JSON
+        report ``inpaint-<region>-<sampler>-<steps>.json``."""
+        from diffctl.runs.sampling import inpaint_mask
+
+        cfg = self.config
+        loaded = self.load_model(checkpoint, device=device)
+        components, model = loaded.components, loaded.model
+        if not components.images:
+            raise UsageError("inpainting is for image runs")
+        inpaint_mask(region, tuple(components.dataset.sample_shape))  # a bad region fails now
+        steps = cfg.sample.num_steps if steps is None else steps
+        seed = cfg.seed if seed is None else seed
+        test = components.dataset.test_tensor()
+        if not 1 <= num_images <= len(test):
+            raise UsageError(f"inpainting takes 1 to {len(test)} held-out images, got "
+                             f"{num_images}")
+        images = test[:num_images]
+        getter = getattr(components.dataset, "test_labels", None)
+        labels = getter() if getter is not None else None
+        name, sampler_obj = self._sampler_for(model, sampler, sampler_options, None)
+        filled = inpaint(components, model, images, labels, region, steps,
+                         stream_seed(seed, "sample"), self._sample_batch(components),
+                         on_progress, sampler_obj)
+        options = metric_options_on(cfg, self.registry, loaded.device)
+        box = filled.unknown_box()
+        region_psnr = metric_values(self.registry, ["psnr"], filled.filled[box], images[box],
+                                    options)["psnr"]
+        whole_ssim = metric_values(self.registry, ["ssim"], filled.filled, images,
+                                   options)["ssim"]
+        result = InpaintResult(filled, region, name, steps, region_psnr, whole_ssim)
+        report = {"known": region, "sampler": name, "steps": steps, "images": len(images),
+                  "checkpoint": loaded.checkpoint.name, "seed": seed,
+                  "psnr_filled_region": region_psnr, "ssim_whole_image": whole_ssim}
+        result.path = self.dir.file(f"inpaint-{region}-{name}-{steps}.json")
+        self.dir.write_json(result.path.name, report)
+        return result
+
+    def evaluate(self, *, checkpoints: str = "all", metrics: list[str] | None = None,
+                 num_samples: int | None = None, steps: int | None = None,
+                 seed: int | None = None, workers: int = 1, threads: int | None = None,
+                 device: str | None = None, floors: bool = True,
+                 on_progress: Progress = None) -> EvalResult:
+        """Evaluate saved checkpoints (``all``, ``last``, ``best`` or names) in ``workers``
+        processes; writes a new ``eval/<time>-<settings>/`` folder and never touches an
+        earlier one. A checkpoint that cannot be evaluated is reported in ``failures`` and
+        the others go on."""
+        from diffctl.runs.checkpoint_eval import evaluate_checkpoints
+
+        cfg, registry = self.config, self.registry
+        names = [p.name for p in select_checkpoints(self.dir.checkpoints, checkpoints)]
+        metrics = list(metrics or cfg.eval.metrics)
+        if not metrics:
+            raise UsageError("no metrics to evaluate: pass --metric or set eval.metrics")
+        _check_sweep_metrics(self, metrics)
+        n = cfg.sample.num_samples if num_samples is None else num_samples
+        dataset = build_dataset(cfg, registry)
+        check_sample_count(dataset, n)
+        if workers < 1:
+            raise UsageError("--workers must be at least 1")
+        if threads is not None and threads < 1:
+            raise UsageError("--threads must be at least 1")
+        steps = cfg.sample.num_steps if steps is None else steps
+        T = int(cfg.scheduler.options().get("num_train_timesteps") or 0)
+        if steps < 1 or (T and steps > T):
+            raise UsageError(f"--steps must be in [1, {T or 'T'}], got {steps}")
+        seed = cfg.seed if seed is None else seed
+        run_device = pick_device(device or cfg.train.device)
+        settings = {"checkpoints": names, "metrics": metrics, "num_samples": n,
+                    "steps": steps, "seed": seed, "device": str(run_device),
+                    "sampler": cfg.sampler.name}
+        started = time.perf_counter()
+        rows, failures = evaluate_checkpoints(self.path, names, metrics, n, steps, seed,
+                                              workers, device, threads, on_progress)
+        seconds = time.perf_counter() - started
+        floor_values: dict[str, dict[str, Any]] = {}
+        if floors:
+            options = metric_options_on(cfg, registry, run_device)
+            floor_values = metric_floors(registry, metrics, options, dataset, n,
+                                         cfg.eval.floor_draws or 5, seed)
+        folder = self.dir.new_eval_dir(settings)
+        files.write_atomic(folder / files.EVAL_SETTINGS, _json(
+            {**settings, "workers": workers, "seconds": round(seconds, 3),
+             "failures": failures}))
+        files.write_atomic(folder / files.EVAL_ROWS, "".join(_json(r, indent=None) + "\n"
+                                                              for r in rows))
+        if floor_values:
+            files.write_atomic(folder / files.EVAL_FLOORS, _json(
+                {"num_samples": n, "floors": floor_values}))
+        return EvalResult(folder, rows, failures, floor_values, metrics, n, workers, seconds)
 
 
-def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[str, Any]],
-                  dataset: Any, n: int, draws: int, seed: int) -> dict[str, dict[str, Any]]:
-    """Real-vs-real floors (mean, p95, values) of the sample metrics among ``names`` at sample
-    size ``n``; model metrics have none. A metric with ``zero_centred = True`` (unbiased MMD^2,
-    KID) has its headline floor marked so: "within k x of the floor" means below k x p95."""
-    from diffctl.evaluation.floor import metric_floor
+def _json(payload: Any, indent: int | None = 1) -> str:
+    import json
 
-    floors: dict[str, dict[str, Any]] = {}
-    for name in names:
-        metric = registry.create("metric", name, options.get(name))
-        if is_model_metric(metric):
-            continue
-        found = metric_floor(metric, dataset.reference, n, draws=draws, seed=seed)
-        if getattr(metric, "zero_centred", False) and name in found:
-            found[name]["zero_centred"] = True  # compare with the p95, not the mean
-        floors.update(found)
-    return floors
+    return json.dumps(payload, indent=indent)
 
 
-@torch.no_grad()
-def reconstruction_values(config: RunConfig, components: Components, model: torch.nn.Module,
-                          registry: Registry) -> dict[str, Any]:
-    """Paired metrics between held-out images x0 and the model's x0 estimate from x_t.
+def _check_sweep_metrics(run: Run, metrics: list[str]) -> None:
+    """Metrics of a checkpoint sweep: registered, and able to measure this run's samples."""
+    from diffctl.runs.config import check_metrics
 
-    x_t = q_sample(x0, t, noise) at ``eval.reconstruction_t`` with seeded noise; the estimate
-    is one model call converted to x0 (clamped to [-1, 1]). Reports PSNR/SSIM-style numbers of
-    how well the model denoises at that noise level.
-    """
-    from diffctl.samplers.base import DenoiserCall
-
-    cfg = config.eval
-    data = components.dataset.test_tensor()[:cfg.reconstruction_examples]
-    device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(config.seed + 3)
-    t = min(cfg.reconstruction_t, components.scheduler.num_train_timesteps - 1)
-    alpha_bar = float(components.scheduler.alphas_cumprod[t])
-    labels = _labels(components.dataset, "test")[:len(data)] \
-        if num_classes(model) is not None else None
-    call = DenoiserCall(model, clip_denoised=1.0)
-    estimates = []
-    for start in range(0, len(data), 250):
-        x0 = data[start:start + 250].to(device)
-        noise = torch.randn(x0.shape, generator=gen).to(device)
-        x_t = alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise
-        call.cond = labels[start:start + 250].to(device) if labels is not None else None
-        estimates.append(call(x_t, t, alpha_bar)[0].cpu())
-    metadata: dict[str, Any] = {}
-    values = metric_values(registry, cfg.reconstruction_metrics, torch.cat(estimates), data,
-                           metric_options_on(config, registry, device), metadata=metadata)
-    return {"t": t, "examples": len(data), "metrics": values, "metric_metadata": metadata}
-
-
-def run_experiment(config: RunConfig, out: Path, *, resume: bool = False,
-                   registry: Registry | None = None, on_step=None,
-                   train: bool = True, evaluate: bool = True) -> dict[str, Any]:
-    """Train (or resume) and evaluate one run; returns the final report."""
-    registry = registry or get_registry()
-    run = RunDirectory(out)
-    main = dist_info().is_main  # under torchrun only rank 0 writes the run directory
-    if resume and not run.exists():
-        raise UsageError(f"no run to resume at {out} (config.yaml missing)")
-    if main and not resume and run.exists():
-        raise UsageError(f"run directory {out} already holds a run; use --resume or "
-                         "another --out")
-    components = build(config, registry)
-    if evaluate:  # fail now, not after training, if the data cannot give the real sample
-        components.dataset.reference(config.sample.num_samples, config.seed + 2)
-    # the trainer checks the device and the batch against the processes before anything
-    # is written; it creates the checkpoint folder itself on the first save
-    trainer = make_trainer(config, components, run if main else None, registry, on_step)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            (out / "config.yaml").write_text(dump(config))
-    if resume:
-        trainer.resume(_latest(run))  # every rank reads it (rank 0 alone has checkpoint_dir)
-        if main:
-            run.truncate_logs(trainer.state.step)
-    if train:
-        state = trainer.fit()
-        if main:
-            run.write_json("losses.json", state.losses)
-    if not main:
-        return {"run": str(out), "rank": trainer.dist.rank}
-    report: dict[str, Any] = {"run": str(out), "train": trainer.state.as_dict() | {
-        "losses": None, "device": str(trainer.device),
-        "parameters": sum(p.numel() for p in trainer.model.parameters())}}
-    if evaluate:
-        model = trainer.eval_model() if config.sample.use_ema else trainer.model
-        report["eval"] = evaluate_samples(config, components, model, registry, run)
-        run.write_json("metrics.json", report)
-    return report
-
-
-def _latest(run: RunDirectory) -> Path | None:
-    """The ``last`` checkpoint, or the newest complete one if the pointer is missing."""
-    path = read_pointer(run.checkpoints / "last")
-    if path is not None and path.exists():
-        return path
-    found = list_checkpoints(run.checkpoints)
-    return found[-1] if found else None
-
-
-def load_run_model(path: Path, registry: Registry | None = None, checkpoint: str = "last",
-                   use_ema: bool = True, device: str | None = None
-                   ) -> tuple[RunConfig, Components, torch.nn.Module]:
-    """Rebuild a run's components and load one of its checkpoints (``last``, ``best`` or a
-    folder name) onto ``device`` (auto, cpu, cuda, mps; default: the run's train.device)."""
-    from diffctl.runs.config import load_yaml, resolve
-    from diffctl.training.trainer import pick_device
-
-    registry = registry or get_registry()
-    run = RunDirectory(path)
-    if not run.exists():
-        raise UsageError(f"not a run directory (no config.yaml): {path}")
-    config = resolve(load_yaml(path / "config.yaml"), registry)
-    components = build(config, registry)
-    ckpt = read_pointer(run.checkpoints / checkpoint) if checkpoint in ("last", "best") \
-        else run.checkpoints / checkpoint
-    if ckpt is None:
-        raise UsageError(f"run {path} has no '{checkpoint}' checkpoint")
-    model = components.denoiser
-    ema = None
-    if use_ema and (ckpt / "ema.safetensors").exists():
-        import copy
-
-        ema = copy.deepcopy(model)
-    load_checkpoint(ckpt, model, None, ema)
-    chosen = ema if ema is not None else model
-    return config, components, chosen.to(pick_device(device or config.train.device)).eval()
+    probe = run.config.model_copy(deep=True)
+    probe.eval.metrics = list(metrics)
+    probe.eval.during_training = []
+    probe.eval.reconstruction_metrics = []
+    for name in metrics:
+        spec = run.registry.get("metric", name)
+        if name not in probe.eval.metric_options:
+            probe.eval.metric_options[name] = spec.make_config({}).model_dump(mode="json")
+    check_metrics(probe, run.registry)

@@ -100,7 +100,7 @@ def check_dataset(factory: str | Callable[[Any], Any], config: type[BaseModel],
     def seed_is_used() -> None:
         if "seed" not in builder.config_cls.model_fields:
             raise NotApplicable
-        other = builder.build(seed=builder.config().seed + 1)
+        other = builder.build(seed=(builder.config().seed or 0) + 1)
         n = min(len(ds), len(other))
         require(any(not same(ds[i][0], other[i][0]) for i in _indices(n)),
                 "changing the config's seed does not change the data")

@@ -6,15 +6,20 @@ optimizer's tensors), ``state.json`` (step, epoch, optimizer hyper-parameters, b
 losses, EMA update count and the RNG state). The trainer draws every random number of epoch
 ``e`` from generators seeded with ``(seed, e)`` and checkpoints fall on epoch boundaries, so
 the RNG state is just ``{"seed", "next_epoch"}``: plain JSON, exact on every device.
-The folder is written under a temporary name and renamed into place, so a killed process
-leaves either a whole checkpoint or none. ``checkpoints/last`` and ``checkpoints/best`` are
-one-line pointer files, also replaced atomically. No pickle anywhere.
+``state.json`` also records the sha256 of every tensor file (``files``), verified on load, so
+flipped bytes are an error rather than weights used silently. The folder is written under a
+temporary name and renamed into place, so a killed process leaves either a whole checkpoint
+or none (a leftover ``.epoch-NNNN.*`` staging folder is removed by the next save).
+``checkpoints/last`` and ``checkpoints/best`` are one-line pointer files naming a folder of the
+same ``checkpoints/``, also replaced atomically. No pickle anywhere.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -60,6 +65,19 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+#: Names of checkpoint folders: what a pointer may name (nothing outside ``checkpoints/``).
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+POINTERS = ("last", "best")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_pointer(path: Path, target: str) -> None:
     """Atomically replace a pointer file with the name of a checkpoint folder."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -68,9 +86,21 @@ def write_pointer(path: Path, target: str) -> None:
 
 
 def read_pointer(path: Path) -> Path | None:
+    """The checkpoint folder a ``last``/``best`` pointer names, None if there is no pointer.
+
+    A pointer may only name a folder of its own ``checkpoints/`` (no path separators, no
+    ``..``): anything else is a damaged pointer and an error, never another run's weights.
+    """
     if not path.exists():
         return None
-    return path.parent / path.read_text().strip()
+    try:
+        target = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise CheckpointError(f"checkpoint pointer {path} is unreadable (damaged?)") from None
+    if not NAME_RE.match(target) or target in POINTERS or target in (".", ".."):
+        raise CheckpointError(f"checkpoint pointer {path} names {target!r}, which is not a "
+                              f"checkpoint folder of {path.parent} (damaged?)")
+    return path.parent / target
 
 
 def save_checkpoint(
@@ -83,6 +113,7 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint ``directory/name`` atomically and point ``last`` at it."""
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(directory)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=directory))
     try:
         save_file(_state_dict(model), str(staging / "model.safetensors"))
@@ -93,6 +124,7 @@ def save_checkpoint(
             tensors, meta = _optimizer_tensors(optimizer)
             save_file(tensors, str(staging / "optimizer.safetensors"))
             payload["optimizer"] = meta
+        payload["files"] = {f.name: file_sha256(f) for f in sorted(staging.glob("*.safetensors"))}
         (staging / "state.json").write_text(json.dumps(payload, indent=1))
         final = directory / name
         if final.exists():
@@ -105,7 +137,17 @@ def save_checkpoint(
     return final
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def remove_stale_staging(directory: Path) -> None:
+    """Remove half-written ``.<name>.*`` staging folders left by a killed save."""
+    for path in directory.glob(".*"):
+        if path.is_dir() and not path.name.startswith(".."):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    if expected_sha256 is not None and path.exists() and file_sha256(path) != expected_sha256:
+        raise CheckpointError(f"checkpoint file {path} does not match the checksum in its "
+                              "state.json: the file is damaged")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -120,29 +162,105 @@ def load_checkpoint(
     ema: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """Restore weights (and optimizer, EMA) from a checkpoint folder; returns its state."""
+    state = read_state(path)
+    sums = state.get("files") or {}
+    weights = _load_tensors(path / "model.safetensors", sums.get("model.safetensors"))
+    _load_module(model, weights, path / "model.safetensors")
+    if ema is not None and (path / "ema.safetensors").exists():
+        _load_module(ema, _load_tensors(path / "ema.safetensors", sums.get("ema.safetensors")),
+                     path / "ema.safetensors")
+    if optimizer is not None:
+        if not (path / "optimizer.safetensors").exists() or \
+                not isinstance(state.get("optimizer"), dict):
+            raise CheckpointError(f"checkpoint {path} has no optimizer state to resume from")
+        tensors = _load_tensors(path / "optimizer.safetensors",
+                                sums.get("optimizer.safetensors"))
+        try:
+            _restore_optimizer(optimizer, tensors, state["optimizer"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"optimizer state of {path} does not fit the model "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0]})") \
+                from None
+    return state
+
+
+def _load_module(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the model: "
+                              f"{str(exc).splitlines()[0]}") from None
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(
+        torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({bad[0]}): damaged "
+                              "or diverged")
+
+
+#: Fields of state.json and their types: a state file without them is damaged.
+_STATE_FIELDS = {"step": int, "epoch": int}
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The ``state.json`` of checkpoint folder ``path``, checked for the fields every
+    checkpoint has; anything unreadable is one :class:`CheckpointError`."""
     if not path.is_dir():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = json.loads((path / "state.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: {exc}") from None
-    weights = _load_tensors(path / "model.safetensors")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path / 'model.safetensors'} does not fit the model: "
-                              f"{str(exc).splitlines()[0]}") from None
-    if ema is not None and (path / "ema.safetensors").exists():
-        ema.load_state_dict(_load_tensors(path / "ema.safetensors"))
-    if optimizer is not None and (path / "optimizer.safetensors").exists():
-        _restore_optimizer(optimizer, _load_tensors(path / "optimizer.safetensors"),
-                           state["optimizer"])
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} has no state.json") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: "
+                              f"{type(exc).__name__}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: not an "
+                              "object")
+    for key, kind in _STATE_FIELDS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: {key} "
+                                  f"is {value!r}")
     return state
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoint folders in epoch order (temporary ones are ignored)."""
+    """Complete checkpoint folders in name (= epoch) order; staging folders are ignored."""
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir()
                   if p.is_dir() and not p.name.startswith(".") and (p / "state.json").exists())
+
+
+def resolve_checkpoint(directory: Path, name: str) -> Path:
+    """The checkpoint folder ``name`` names: ``last`` or ``best`` (through their pointers;
+    ``last`` falls back to the newest folder when its pointer is missing) or a folder name."""
+    if name in POINTERS:
+        path = read_pointer(directory / name)
+        if path is None and name == "last":
+            found = list_checkpoints(directory)
+            path = found[-1] if found else None
+        if path is None:
+            raise CheckpointError(f"{directory} has no '{name}' checkpoint")
+    else:
+        if not NAME_RE.match(name):
+            raise CheckpointError(f"{name!r} is not a checkpoint name (last, best or a folder "
+                                  f"of {directory}, e.g. epoch-0010)")
+        path = directory / name
+    if not (path / "state.json").is_file():
+        known = ", ".join(p.name for p in list_checkpoints(directory)) or "none"
+        raise CheckpointError(f"no checkpoint {path.name} in {directory} (there: {known})")
+    return path
+
+
+def select_checkpoints(directory: Path, which: str) -> list[Path]:
+    """The checkpoints a command works on: ``all``, ``last``, ``best`` or comma-separated
+    folder names; in epoch order, each once."""
+    if which == "all":
+        found = list_checkpoints(directory)
+    else:
+        names = [c.strip() for c in which.split(",") if c.strip()]
+        found = sorted({resolve_checkpoint(directory, n) for n in names})
+    if not found:
+        raise CheckpointError(f"no checkpoints in {directory}")
+    return found

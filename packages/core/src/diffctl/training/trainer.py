@@ -1,8 +1,9 @@
 """The training loop: objective, optimiser, EMA, checkpoints, evaluation, resume.
 
-Randomness is a function of (seed, epoch): the data order, timesteps, noise and dropout of
-epoch e come from generators seeded with hash(seed, e). Checkpoints fall on epoch
-boundaries, so a resumed run continues exactly as the uninterrupted one would have.
+Randomness is a function of (seed, epoch): the data order, timesteps, noise and augmentation
+of epoch e come from the run's ``train`` stream at index e, dropout from its ``dropout``
+stream (:mod:`diffctl.seeds`). Checkpoints fall on epoch boundaries, so a resumed run
+continues exactly as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -17,19 +18,21 @@ from typing import Any
 import torch
 
 from diffctl.errors import DiffctlError, UsageError
-from diffctl.runs.config import TrainConfig
-from diffctl.samplers.noise import mix_seed
+from diffctl.seeds import stream_seed
 from diffctl.training.checkpoint import (
-    list_checkpoints,
     load_checkpoint,
     read_pointer,
     save_checkpoint,
     write_pointer,
 )
+from diffctl.training.config import TrainConfig
 from diffctl.training.distributed import all_mean, broadcast_flag, dist_info, setup
 from diffctl.training.ema import EMA
 from diffctl.training.lr_schedule import lr_multiplier, scaled_lr
 from diffctl.training.objective import diffusion_loss
+
+#: How a checkpoint's RNG state is to be read; a resume refuses a checkpoint of another scheme.
+RNG_SCHEME = "diffctl.seeds streams train/dropout per epoch"
 
 
 class TrainingDiverged(DiffctlError):
@@ -98,6 +101,7 @@ class Trainer:
         higher_is_better: Callable[[str], bool] = lambda name: False,
         on_step: Callable[[StepEvent], None] | None = None,
         on_eval: Callable[[TrainState, dict[str, float]], None] | None = None,
+        checkpoint_meta: dict[str, Any] | None = None,
     ):
         self.config, self.seed = config, seed
         self.dist = dist_info()
@@ -115,6 +119,7 @@ class Trainer:
         self.checkpoint_dir = checkpoint_dir if self.dist.is_main else None
         self.evaluate, self.on_step, self.on_eval = evaluate, on_step, on_eval
         self.higher_is_better = higher_is_better
+        self.checkpoint_meta = dict(checkpoint_meta or {})  # stored in every state.json
         self.lr = scaled_lr(config.lr, config.batch_size, config.base_batch_size,
                             config.lr_scaling)
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
@@ -147,27 +152,25 @@ class Trainer:
     def save(self, name: str) -> Path | None:
         if self.checkpoint_dir is None:
             return None
-        # the RNG state: every random draw of epoch e comes from generators seeded with
-        # mix_seed(seed, e) (and seed + 1 for dropout), so (seed, next epoch) restores it
-        rng = {"scheme": "mix_seed(seed, epoch) per epoch", "seed": self.seed,
+        # the RNG state: every random draw of epoch e comes from the streams "train" and
+        # "dropout" at index e of the run's seed, so (seed, next epoch) restores it
+        rng = {"scheme": RNG_SCHEME, "seed": self.seed,
                "next_epoch": self.state.epoch}
         state = self.state.as_dict() | {"ema_updates": self.ema.updates if self.ema else 0,
-                                        "rng": rng}
+                                        "rng": rng, **self.checkpoint_meta}
         return save_checkpoint(self.checkpoint_dir, name, self.model, self.optimizer, state,
                                ema=self.ema.shadow if self.ema else None)
 
-    def resume(self, path: Path | None = None) -> bool:
-        """Load ``path`` (default: the ``last`` pointer). Returns False if there is none."""
-        if path is None and self.checkpoint_dir is not None:
-            path = read_pointer(self.checkpoint_dir / "last")
-            if path is None or not path.exists():
-                found = list_checkpoints(self.checkpoint_dir)
-                path = found[-1] if found else None
-        if path is None:
-            return False
+    def resume(self, path: Path) -> dict[str, Any]:
+        """Continue from checkpoint folder ``path``: weights, optimizer, EMA, state and the
+        RNG position. Returns the checkpoint's state.json."""
         saved = load_checkpoint(path, self.model, self.optimizer,
                                 self.ema.shadow if self.ema else None)
         rng = saved.get("rng", {})
+        if rng.get("scheme", RNG_SCHEME) != RNG_SCHEME:
+            raise UsageError(f"checkpoint {path} was written with the random-number scheme "
+                             f"{rng['scheme']!r}; this version continues only "
+                             f"{RNG_SCHEME!r} runs exactly")
         if rng.get("seed", self.seed) != self.seed:
             raise UsageError(f"checkpoint {path} was trained with seed {rng['seed']}, this "
                              f"run has seed {self.seed}: resuming would not continue it")
@@ -177,7 +180,7 @@ class Trainer:
             if key in saved:
                 setattr(self.state, key, saved[key])
         self.state.losses = [tuple(x) for x in self.state.losses]
-        return True
+        return saved
 
     # -- the loop --------------------------------------------------------------------------
     def _evaluate_and_checkpoint(self, last: bool) -> bool:
@@ -218,8 +221,8 @@ class Trainer:
         self.model.train()
         while st.epoch < cfg.epochs:
             started = time.perf_counter()
-            gen = torch.Generator().manual_seed(mix_seed(self.seed, st.epoch))
-            torch.manual_seed(mix_seed(self.seed + 1, st.epoch))  # dropout and the like
+            gen = torch.Generator().manual_seed(stream_seed(self.seed, "train", st.epoch))
+            torch.manual_seed(stream_seed(self.seed, "dropout", st.epoch))
             order = torch.randperm(n, generator=gen).to(self.device)
             for b in range(self.steps_per_epoch):
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]

@@ -1,0 +1,69 @@
+"""Rich tables of the library's results: metrics with floors, training lines, metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from diffctl.runs.evaluation import floor_ratio
+
+
+def fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else ("" if value is None
+                                                                   else str(value))
+
+
+def metrics_table(title: str, values: dict[str, float], floors: dict[str, dict]) -> Table:
+    """Each value next to its real-vs-real floor (mean, p95) and their ratio: to the mean, or
+    for estimators centred on zero (unbiased MMD², KID) to the p95 (docs/design.md)."""
+    table = Table(title=title)
+    for col in ("metric", "value", "floor mean", "floor p95", "value / floor"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for name, value in values.items():
+        floor = floors.get(name)
+        if floor:
+            ratio, label = floor_ratio(value, floor)
+            shown = "-" if ratio is None else f"{ratio:.2f}" + (f" {label}" if label else "")
+            table.add_row(name, fmt(value), fmt(floor["mean"]), fmt(floor["p95"]), shown)
+        else:
+            table.add_row(name, fmt(value), "", "", "")
+    return table
+
+
+def train_line(path: str, train: dict[str, Any]) -> str:
+    return (f"[bold]run[/] {path}  device {train['device']}  params {train['parameters']:,}  "
+            f"epochs {train['epoch']}  steps {train['step']}  train "
+            f"{train['train_seconds']:.1f} s" + ("  (stopped early)"
+                                                 if train.get("stopped_early") else ""))
+
+
+def describe_metadata(md: dict[str, Any]) -> str:
+    """One line of an image metric's metadata: extractor, weights, counts, resize, device."""
+    parts = []
+    if md.get("feature_extractor"):
+        sha = md.get("weights_sha256")
+        parts.append(md["feature_extractor"] + (f" (weights sha256 {sha[:12]})" if sha else ""))
+    if md.get("num_generated") is not None:
+        real = md.get("num_real")
+        parts.append(f"{md['num_generated']} generated" + (f" vs {real} real" if real else ""))
+    for key in ("resize", "reference", "device"):
+        if md.get(key):
+            parts.append(f"{key} {md[key]}")
+    return ", ".join(parts) or "-"
+
+
+def report_tables(report: dict[str, Any]) -> tuple[Table | None, list[str]]:
+    """The final report's metrics table (reconstruction rows included) and metadata lines."""
+    ev = report.get("eval")
+    if not ev:
+        return None, []
+    table = metrics_table(f"metrics on {ev['num_samples']} samples "
+                          f"(sampling {ev['sample_seconds']:.1f} s)", ev["metrics"],
+                          ev["floors"])
+    rec = ev.get("reconstruction")
+    if rec:
+        for name, value in rec["metrics"].items():
+            table.add_row(f"{name} (x0 from t={rec['t']})", fmt(value), "", "", "")
+    metadata = {**ev.get("metric_metadata", {}), **(rec or {}).get("metric_metadata", {})}
+    return table, [f"{name}: {describe_metadata(md)}" for name, md in metadata.items()]

@@ -1,0 +1,200 @@
+"""The run directory: every file name and format of a run lives here (docs/design.md, "Runs").
+
+::
+
+    config.yaml            the resolved config (written atomically); repeats the run
+    checkpoints/           epoch-NNNN/ folders (diffctl.training.checkpoint), last, best
+    train.jsonl            loss and lr every train.log_every steps
+    metrics.jsonl          one line per checkpoint evaluation during training
+    losses.json            (step, loss) pairs of the finished training
+    metrics.json           the final report: training summary, metrics with floors
+    samples.npy, real.npy  the final evaluation's generated and real samples
+    trajectory.npz         states along the sampling path of the first samples
+    samples/               diffctl sample: one .npy (and plots) per checkpoint, sampler, steps
+    eval/<id>/             diffctl eval: one folder per evaluation, never overwritten
+    *.png                  plots drawn by the CLI
+
+Writers replace files atomically (temporary file, then rename), so a killed process leaves the
+old version or the new one, never half of one; JSON-lines files are appended one whole line at
+a time. Readers turn an unreadable file into one :class:`~diffctl.errors.UsageError` naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from diffctl.errors import UsageError
+
+CONFIG = "config.yaml"
+CHECKPOINTS = "checkpoints"
+TRAIN_LOG = "train.jsonl"
+METRICS_LOG = "metrics.jsonl"
+LOSSES = "losses.json"
+REPORT = "metrics.json"
+SAMPLES = "samples.npy"
+REAL = "real.npy"
+TRAJECTORY = "trajectory.npz"
+SAMPLES_DIR = "samples"
+EVAL_DIR = "eval"
+EVAL_ROWS = "checkpoints.jsonl"
+EVAL_FLOORS = "floors.json"
+EVAL_SETTINGS = "settings.json"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data``: written to a hidden temporary file, then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data, encoding="utf-8")
+    else:
+        tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 text file, or one clear error naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{what} not found: {path}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text (damaged?)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    try:
+        return json.loads(read_text(path, what))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} {path} is not valid JSON (line {exc.lineno}): damaged?") \
+            from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file; a torn last line (a killed writer) is skipped, a bad
+    line elsewhere is an error. A missing file has no records."""
+    if not path.exists():
+        return []
+    lines = read_text(path, "log").splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                continue  # torn by a kill: the record was never complete
+            raise UsageError(f"{path}: line {i + 1} is not valid JSON (damaged?)") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{path}: line {i + 1} is not a JSON object (damaged?)")
+        records.append(record)
+    return records
+
+
+def settings_key(settings: dict[str, Any]) -> str:
+    """A short stable hash of a settings dict (names eval folders)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+class RunDirectory:
+    """The paths of one run and the readers and writers of its files."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.checkpoints = self.path / CHECKPOINTS
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self) -> bool:
+        """Whether a run lives here (its config.yaml exists)."""
+        return (self.path / CONFIG).is_file()
+
+    # -- config ------------------------------------------------------------------------------
+    def read_config_text(self) -> str:
+        if not self.exists():
+            raise UsageError(f"not a run directory (no {CONFIG}): {self.path}")
+        return read_text(self.path / CONFIG, "run config")
+
+    def write_config(self, text: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path / CONFIG, text)
+
+    # -- logs ------------------------------------------------------------------------------
+    def append_line(self, name: str, record: dict[str, Any]) -> None:
+        """Append one JSON line (a killed run leaves every earlier line intact). A torn last
+        line left by an earlier kill is completed with a newline first, so the new record
+        starts on a line of its own."""
+        path = self.path / name
+        with open(path, "ab+") as fh:
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+            fh.write((json.dumps(record) + "\n").encode())
+
+    def history(self) -> list[dict[str, Any]]:
+        """The per-checkpoint records written during training."""
+        return read_jsonl(self.path / METRICS_LOG)
+
+    def truncate_logs(self, step: int) -> None:
+        """Drop log lines past ``step`` and any torn line: a resumed run repeats the work
+        after its checkpoint and logs it again (atomic rewrite)."""
+        for name in (METRICS_LOG, TRAIN_LOG):
+            path = self.path / name
+            if not path.exists():
+                continue
+            kept = [json.dumps(r) + "\n" for r in read_jsonl(path) if r.get("step", 0) <= step]
+            write_atomic(path, "".join(kept))
+
+    # -- reports ---------------------------------------------------------------------------
+    def write_json(self, name: str, payload: Any) -> None:
+        write_atomic(self.path / name, json.dumps(payload, indent=1))
+
+    def report(self) -> dict[str, Any] | None:
+        """The final report (metrics.json), None before the run finished."""
+        path = self.path / REPORT
+        return read_json(path, "run report") if path.exists() else None
+
+    # -- samples and evaluations -----------------------------------------------------------
+    def sample_path(self, checkpoint: str, sampler: str, steps: int, num_samples: int,
+                    seed: int, suffix: str = "") -> Path:
+        """``samples/<checkpoint>-<sampler>-<steps>steps-<n>-seed<seed><suffix>.npy``: what
+        changes the samples is in the name, so two sample commands never overwrite each
+        other's results unless they would write the same numbers."""
+        folder = self.path / SAMPLES_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{checkpoint}-{sampler}-{steps}steps-{num_samples}-seed{seed}" \
+                        f"{suffix}.npy"
+
+    def new_eval_dir(self, settings: dict[str, Any]) -> Path:
+        """A fresh ``eval/<time>-<settings hash>/`` folder; never an existing one."""
+        base = self.path / EVAL_DIR
+        base.mkdir(parents=True, exist_ok=True)
+        stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{settings_key(settings)}"
+        for i in range(1000):
+            path = base / (stem if i == 0 else f"{stem}-{i}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+        raise UsageError(f"cannot create a new evaluation folder under {base}")
+
+    def eval_dirs(self) -> list[Path]:
+        """Finished evaluation folders (with their rows), oldest first."""
+        base = self.path / EVAL_DIR
+        if not base.is_dir():
+            return []
+        return sorted(p for p in base.iterdir() if (p / EVAL_ROWS).is_file())

@@ -1,0 +1,200 @@
+"""Metrics of a run and their real-vs-real floors (docs/design.md, "Metric floors").
+
+Sample metrics compare generated samples with an independent real sample; model metrics
+(``test-loss``) score the denoiser on the held-out split; paired metrics (psnr, ssim, lpips)
+compare reconstructions with their originals. What a metric is comes from its registered
+metadata (:class:`diffctl.component_info.MetricInfo`), so nothing here builds a metric only to
+ask it a question. Metrics that read image features share one feature store per evaluation
+(a forward pass per image set, not per metric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffctl.errors import UsageError
+from diffctl.registry import Registry
+from diffctl.runs.components import Components, num_classes
+from diffctl.runs.config import RunConfig
+from diffctl.seeds import stream_seed
+
+
+@dataclass
+class ModelInputs:
+    """What a model metric (``test-loss``) scores: the denoiser on held-out data."""
+
+    model: torch.nn.Module
+    scheduler: Any
+    data: torch.Tensor
+    labels: torch.Tensor | None = None
+    seed: int = 0
+
+
+def split_labels(dataset: Any, split: str) -> torch.Tensor:
+    """Class labels of a dataset split, or one error when it has none."""
+    getter = getattr(dataset, f"{split}_labels", None)
+    labels = getter() if getter is not None else None
+    if labels is None:
+        raise UsageError(f"dataset {dataset!r} has no {split} labels for class conditioning")
+    return labels
+
+
+def heldout_inputs(config: RunConfig, components: Components,
+                   model: torch.nn.Module) -> ModelInputs:
+    """The held-out split (and labels for a conditional model) that model metrics score."""
+    ds = components.dataset
+    labels = split_labels(ds, "test") if num_classes(model) is not None else None
+    return ModelInputs(model, components.scheduler, ds.test_tensor(), labels,
+                       stream_seed(config.seed, "heldout"))
+
+
+def plain(value: Any) -> Any:
+    """JSON-safe copy of a metadata value (tuples to lists, tensors and numbers to floats)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def metric_values(registry: Registry, names: list[str], generated: torch.Tensor | None,
+                  real: torch.Tensor | None, options: dict[str, dict[str, Any]] | None = None,
+                  model_inputs: ModelInputs | None = None,
+                  metadata: dict[str, Any] | None = None) -> dict[str, float]:
+    """Values of the named metrics: sample (and paired) metrics on (generated, real), model
+    metrics on ``model_inputs``. A metric that leaves a ``metadata`` dict (extractor, weights
+    hash, counts) has it copied into ``metadata[name]`` when a dict is passed. Metrics that
+    declare they need a feature extractor or classifier are called with ``features=``, a dict
+    they may keep image features in for the others (docs/plugins.md)."""
+    values: dict[str, float] = {}
+    features: dict[Any, Any] = {}  # image features shared by the metrics of this evaluation
+    for name in names:
+        info = registry.metric_info(name)
+        metric = registry.create("metric", name, (options or {}).get(name))
+        if info.input == "model":
+            if model_inputs is None:
+                raise UsageError(f"metric '{name}' scores a model; it cannot be computed "
+                                 "from samples alone here")
+            m = model_inputs
+            result = metric.score_model(m.model, m.scheduler, m.data, m.labels, seed=m.seed)
+        elif {"feature-extractor", "classifier"} & set(info.needs):
+            result = metric(generated, real, features=features)
+        else:
+            result = metric(generated, real)
+        values.update({k: float(v) for k, v in result.items()})
+        if metadata is not None and getattr(metric, "metadata", None):
+            metadata[name] = plain(metric.metadata)
+    return values
+
+
+def metric_options_on(config: RunConfig, registry: Registry,
+                      device: torch.device | str) -> dict[str, dict[str, Any]]:
+    """The run's ``eval.metric_options`` with ``device: auto`` replaced by the run's device,
+    for the metrics that have a ``device`` field (fid, kid, isc, prc, lpips): a CPU run on a
+    GPU machine computes its metrics on the CPU too."""
+    options = {name: dict(values) for name, values in config.eval.metric_options.items()}
+    for name, values in options.items():
+        spec = registry.get("metric", name)
+        if "device" in spec.config.model_fields and values.get("device", "auto") == "auto":
+            values["device"] = str(device)
+    return options
+
+
+def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[str, Any]],
+                  dataset: Any, n: int, draws: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Real-vs-real floors (mean, p95, values) of the sample metrics among ``names`` at sample
+    size ``n``, drawn from the ``floors`` stream of run seed ``seed``; model and paired
+    metrics have none. A zero-centred estimator's floor is marked so: "within k x of the
+    floor" means below k x p95 there."""
+    from diffctl.evaluation.floor import metric_floor
+
+    floors: dict[str, dict[str, Any]] = {}
+    for name in names:
+        info = registry.metric_info(name)
+        if info.input != "samples":
+            continue
+        metric = registry.create("metric", name, options.get(name))
+        found = metric_floor(metric, dataset.reference, n, draws=draws,
+                             seed=stream_seed(seed, "floors"))
+        if info.zero_centred and name in found:
+            found[name]["zero_centred"] = True  # compare with the p95, not the mean
+        floors.update(found)
+    return floors
+
+
+def check_sample_count(dataset: Any, n: int, what: str = "samples") -> None:
+    """A metric evaluation needs at least 2 samples and as many real ones as the data has."""
+    if n < 2:
+        raise UsageError(f"metrics need at least 2 {what}, got {n}")
+    dataset.reference(n, 0)  # a data set too small for n real samples fails here, not later
+
+
+@torch.no_grad()
+def reconstruction_values(config: RunConfig, components: Components, model: torch.nn.Module,
+                          registry: Registry) -> dict[str, Any]:
+    """Paired metrics between held-out images x0 and the model's x0 estimate from x_t.
+
+    x_t = q_sample(x0, t, noise) at ``eval.reconstruction_t`` with noise from the run's
+    ``reconstruction`` stream; the estimate is one model call converted to x0 (clamped to
+    [-1, 1]). Reports PSNR/SSIM-style numbers of how well the model denoises at that level.
+    """
+    from diffctl.samplers.base import DenoiserCall
+
+    cfg = config.eval
+    data = components.dataset.test_tensor()[:cfg.reconstruction_examples]
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(stream_seed(config.seed, "reconstruction"))
+    t = min(cfg.reconstruction_t, components.scheduler.num_train_timesteps - 1)
+    alpha_bar = float(components.scheduler.alphas_cumprod[t])
+    labels = split_labels(components.dataset, "test")[:len(data)] \
+        if num_classes(model) is not None else None
+    call = DenoiserCall(model, clip_denoised=1.0)
+    estimates = []
+    for start in range(0, len(data), 250):
+        x0 = data[start:start + 250].to(device)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        x_t = alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise
+        call.cond = labels[start:start + 250].to(device) if labels is not None else None
+        estimates.append(call(x_t, t, alpha_bar)[0].cpu())
+    metadata: dict[str, Any] = {}
+    values = metric_values(registry, cfg.reconstruction_metrics, torch.cat(estimates), data,
+                           metric_options_on(config, registry, device), metadata=metadata)
+    return {"t": t, "examples": len(data), "metrics": values, "metric_metadata": metadata}
+
+
+def floor_ratio(value: float, floor: dict[str, Any]) -> tuple[float | None, str]:
+    """How far a value sits from its floor: value / mean, or value / p95 for zero-centred
+    estimators (their mean is ~0). Returns (ratio, label); ratio None when undefined."""
+    if floor.get("zero_centred"):
+        p95 = floor.get("p95", 0.0)
+        return (value / p95, "x p95") if p95 > 0 else (None, "")
+    mean = floor.get("mean", 0.0)
+    return (value / mean, "") if mean > 0 else (None, "")
+
+
+def summarize_floors(values: dict[str, float], floors: dict[str, dict[str, Any]]
+                     ) -> dict[str, dict[str, Any]]:
+    """Each value next to its floor's mean, p95 and ratio (for reports and tables)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        floor = floors.get(name)
+        row: dict[str, Any] = {"value": value}
+        if floor:
+            ratio, label = floor_ratio(value, floor)
+            row |= {"floor_mean": floor["mean"], "floor_p95": floor["p95"], "ratio": ratio,
+                    "ratio_of": "p95" if label else "mean"}
+        rows[name] = row
+    return rows
+
+
+def as_float_array(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()

@@ -1,0 +1,41 @@
+"""The trainer's config: optimiser, schedule, EMA, checkpoints, precision (no torch import)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from diffctl.config import ComponentConfig
+
+
+class TrainConfig(ComponentConfig):
+    epochs: int = Field(50, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(128, ge=1, description="Examples per optimisation step.")
+    lr: float = Field(1e-3, gt=0, description="Base learning rate (before lr_scaling).")
+    optimizer: Literal["adamw", "adam"] = Field("adamw", description="Optimiser.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW).")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant",
+                                                        description="LR shape over training.")
+    warmup_steps: int = Field(0, ge=0, description="Linear LR warm-up steps.")
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="Scale lr by batch_size / base_batch_size (linear or sqrt).")
+    base_batch_size: int = Field(128, ge=1, description="Reference batch size for lr_scaling.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm; null: off.")
+    ema_decay: float | None = Field(0.999, gt=0, lt=1, description="EMA decay; null: no EMA.")
+    ema_warmup: bool = Field(True, description="Ramp the EMA decay up over early updates.")
+    loss_weighting: Literal["uniform", "min-snr"] = Field(
+        "uniform", description="Per-timestep loss weight (min-snr: Hang et al. 2023).")
+    min_snr_gamma: float = Field(5.0, gt=0, description="gamma of min-SNR weighting.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="auto picks cuda > mps > cpu.")
+    log_every: int = Field(50, ge=1, description="Record the training loss every N steps.")
+    checkpoint_every: int = Field(10, ge=1, description="Checkpoint and evaluate every N epochs.")
+    best_metric: str = Field("test-loss", description="Metric that selects the best checkpoint.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after N evaluations without improvement; null: never.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: forward and loss under torch.autocast in bfloat16 "
+        "(weights, optimiser and EMA stay float32).")
+    compile: bool = Field(False, description="Train through torch.compile(model) (the "
+                          "checkpoints hold the plain module's weights).")
