@@ -248,16 +248,6 @@ def test_trajectory_callback_sees_every_step(name: str) -> None:
     torch.testing.assert_close(traj.xs[-1], x)
 
 
-def test_trajectory_every_k_keeps_the_final_state() -> None:
-    scheduler = diffctl.create("scheduler", "linear")
-    traj = Trajectory(every=5)
-    x = diffctl.create("sampler", "ddim").sample(ToyDenoiser("epsilon"), scheduler,
-                                                 torch.randn(4, 2), 12, callback=traj)
-    grid = scheduler.timesteps(12, "trailing").tolist()
-    assert traj.timesteps == [grid[0], grid[5], grid[10], grid[11]]
-    torch.testing.assert_close(traj.xs[-1], x)
-
-
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_trajectory_frames_keep_x_T_and_x_0_evenly_spaced(name: str) -> None:
     scheduler = diffctl.create("scheduler", "linear")
@@ -302,8 +292,6 @@ def test_trajectory_frames_edge_cases() -> None:
     assert torch.equal(traj.xs[0], x_T) and torch.equal(traj.xs[1], x)
     with pytest.raises(ValueError, match="at least 2"):
         Trajectory(frames=1)
-    with pytest.raises(ValueError, match="at least 1"):
-        Trajectory(every=0)
     # a third-party sampler that does not fill Step.x_prev: x_T comes from start(), the
     # later states from the steps' results
     steps = [Step(i, t, x_T + i + 1, x_T, 3) for i, t in enumerate([999, 666, 333])]
@@ -316,7 +304,7 @@ def test_trajectory_frames_edge_cases() -> None:
     assert traj.timesteps == [999, 333, -1]  # states 0, 2 (rounded half up) and 3
     assert torch.equal(traj.xs[0], x_T) and torch.equal(traj.xs[1], x_T + 2)
     assert torch.equal(traj.xs[2], x_T + 3)
-    Trajectory(every=2)(steps[0])  # the old mode needs neither
+    Trajectory()(steps[0])  # keeping every step needs neither
 
 
 @pytest.mark.parametrize("name", SAMPLERS)

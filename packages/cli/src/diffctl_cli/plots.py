@@ -193,7 +193,7 @@ def _image_sample_plots(run_dir: Path, samples: np.ndarray, real: np.ndarray) ->
     from diffctl_cli.image_plots import class_grid, real_vs_generated, sample_grid
 
     k = run_num_classes(run_dir)
-    if k:  # sample i was drawn with label i mod k (diffctl.runs.run.class_labels)
+    if k:  # sample i was drawn with label i mod k (diffctl.runs.sampling.class_labels)
         labels = np.arange(len(samples)) % k
         grid = class_grid(samples, labels, k, run_dir / "samples.png")
     else:

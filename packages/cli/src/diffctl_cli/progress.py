@@ -16,7 +16,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-err_console = Console(stderr=True)
+from diffctl_cli.console import make_console
+
+err_console = make_console(stderr=True)
 
 
 class Reporter:

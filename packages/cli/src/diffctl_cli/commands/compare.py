@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from diffctl_cli.console import make_console
+
+console = make_console()
 
 
 def compare(
@@ -31,14 +32,14 @@ def compare(
     rank = {m: {run: i + 1 for i, group in enumerate(groups) for run in group}
             for m, groups in result["ranking"].items()}
     table = Table(title="run comparison (rank: by distance from the real-vs-real floor)")
-    for col in ("run", "metric", "final", "floor", "excess", "rank", "best", "best epoch",
-                "epochs to 10% of best", "CV last 5"):
+    for col in ("run", "metric", "final", "floor", "excess", "rank", "best (epoch)",
+                "within 10% at", "CV last 5"):
         table.add_column(col, justify="left" if col in ("run", "metric") else "right")
     for run_name, data in result["runs"].items():
         for m in result["metrics"]:
             name = Path(run_name).name
             if m in data["missing"]:
-                table.add_row(name, m, "missing", "", "", "", "", "", "", "")
+                table.add_row(name, m, "missing", "", "", "", "", "", "")
                 continue
             floor = data["floors"].get(m)
             floor_text = ""
@@ -46,9 +47,9 @@ def compare(
                 floor_text = fmt(floor["p95"]) + " p95" if floor.get("zero_centred") \
                     else fmt(floor["mean"])
             s = data["summary"].get(m) or {}
+            best = f"{fmt(s['best'])} ({s['best_epoch']})" if s else ""
             table.add_row(name, m, fmt(data["final"].get(m)), floor_text,
-                          fmt(data["excess"].get(m)), str(rank[m].get(run_name, "")),
-                          fmt(s.get("best")), fmt(s.get("best_epoch")),
+                          fmt(data["excess"].get(m)), str(rank[m].get(run_name, "")), best,
                           fmt(s.get("epochs_to_within_10pct")), fmt(s.get("cv_last")))
     console.print(table)
     for run_name, data in result["runs"].items():

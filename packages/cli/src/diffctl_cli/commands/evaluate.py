@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from diffctl_cli.console import make_console
+
+console = make_console()
 
 
 def evaluate(

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from diffctl_cli.console import make_console
+
+console = make_console()
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Run config YAML.")]
 SetOpt = Annotated[list[str] | None, typer.Option(

@@ -21,8 +21,8 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "Run": "diffctl.runs.run", "SampleResult": "diffctl.runs.run",
-    "InpaintResult": "diffctl.runs.run", "EvalResult": "diffctl.runs.run",
+    "Run": "diffctl.runs.run", "SampleResult": "diffctl.runs.results",
+    "InpaintResult": "diffctl.runs.results", "EvalResult": "diffctl.runs.results",
     "compare": "diffctl.runs.comparison",
     "RunConfig": "diffctl.runs.config", "compose": "diffctl.runs.config",
     "resolve": "diffctl.runs.config",

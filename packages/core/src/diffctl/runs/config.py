@@ -14,6 +14,7 @@ distribution (the gmm-ring's modes for ``mode-coverage``). No torch import here.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -401,3 +402,18 @@ def _check_consistency(config: RunConfig) -> None:
 
 def dump(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def config_fingerprint(config: RunConfig) -> str:
+    """sha256 of the resolved config without ``train.epochs`` (which ``resume(epochs=...)``
+    may raise): a checkpoint records it, and resuming under another config is refused."""
+    data = config.model_dump(mode="json")
+    data["train"].pop("epochs", None)
+    data.pop("name", None)
+    return hashlib.sha256(repr(sorted(_flatten(data))).encode()).hexdigest()
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(data, dict):
+        return [kv for k, v in data.items() for kv in _flatten(v, f"{prefix}{k}.")]
+    return [(prefix, repr(data))]

@@ -104,6 +104,34 @@ def settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
+    """``runs/<time>-<name>``."""
+    return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{name}"
+
+
+def check_output_dir(path: Path) -> None:
+    """A run may be written at ``path``: absent (under a writable directory) or an existing
+    directory without a run in it. One line otherwise, before anything is written."""
+    if str(path).strip() == "":
+        raise UsageError("--out is empty; name a directory for the run")
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise UsageError(f"--out {path} exists and is not a directory")
+        if (path / CONFIG).is_file():
+            raise UsageError(f"run directory {path} already holds a run; use --resume or "
+                             "another --out")
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"--out {path} is not writable")
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path}: cannot create it under {parent} (not writable)")
+
+
 class RunDirectory:
     """The paths of one run and the readers and writers of its files."""
 

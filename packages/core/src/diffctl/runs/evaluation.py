@@ -10,6 +10,8 @@ ask it a question. Metrics that read image features share one feature store per 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +20,12 @@ import torch
 
 from diffctl.errors import UsageError
 from diffctl.registry import Registry
+from diffctl.runs import directory as files
 from diffctl.runs.components import Components, num_classes
 from diffctl.runs.config import RunConfig
+from diffctl.runs.directory import RunDirectory
+from diffctl.runs.sampling import generate
+from diffctl.samplers.base import Trajectory
 from diffctl.seeds import stream_seed
 
 
@@ -196,5 +202,44 @@ def summarize_floors(values: dict[str, float], floors: dict[str, dict[str, Any]]
     return rows
 
 
-def as_float_array(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()
+def final_evaluation(config: RunConfig, components: Components, model: torch.nn.Module,
+                     registry: Registry, directory: RunDirectory, batch_size: int,
+                     on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """The final evaluation of a trained model: ``sample.num_samples`` samples from the run's
+    ``sample`` stream, every metric against a real sample of its ``reference`` stream with its
+    floor, test-loss, the reconstruction metrics. Writes samples.npy, real.npy and
+    trajectory.npz (10 states from x_T to x_0) into ``directory``; returns the report's
+    ``eval`` section."""
+    cfg = config.sample
+    # for images 10 samples along the 10 states make the 10x10 progression grid
+    keep = min(cfg.progression_samples, 10) if components.images else cfg.progression_samples
+    traj = Trajectory(frames=10) if keep else None
+    t0 = time.perf_counter()
+    samples = generate(components, model, cfg.num_samples, cfg.num_steps,
+                       stream_seed(config.seed, "sample"), batch_size, traj,
+                       on_progress=on_progress)
+    sample_seconds = time.perf_counter() - t0
+    real = components.dataset.reference(cfg.num_samples, stream_seed(config.seed, "reference"))
+    options = metric_options_on(config, registry, next(model.parameters()).device)
+    # the model used for sampling also gets the final held-out loss
+    names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
+    metadata: dict[str, Any] = {}
+    values = metric_values(registry, names, samples, real, options,
+                           heldout_inputs(config, components, model), metadata)
+    result: dict[str, Any] = {"num_samples": cfg.num_samples, "sample_seconds": sample_seconds,
+                              "metrics": values, "floors": {}, "metric_metadata": metadata}
+    k = num_classes(model)
+    if k is not None:
+        result["labels"] = f"sample i has class i mod {k}"
+    if config.eval.floor_draws:
+        result["floors"] = metric_floors(registry, names, options, components.dataset,
+                                         cfg.num_samples, config.eval.floor_draws, config.seed)
+    if config.eval.reconstruction_metrics:
+        result["reconstruction"] = reconstruction_values(config, components, model, registry)
+    np.save(directory.file(files.SAMPLES), samples.numpy())
+    np.save(directory.file(files.REAL), real.numpy())
+    if traj is not None and traj.xs:
+        np.savez(directory.file(files.TRAJECTORY), timesteps=np.array(traj.timesteps),
+                 xs=np.stack([x[:keep].numpy() for x in traj.xs]),
+                 x0s=np.stack([x[:keep].numpy() for x in traj.x0s]))
+    return result

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +33,24 @@ from diffctl.errors import UsageError
 from diffctl.registry import Registry, get_registry
 from diffctl.runs import directory as files
 from diffctl.runs.components import Components, build, build_dataset, build_sampler, num_classes
-from diffctl.runs.config import RunConfig, dump, resolve
-from diffctl.runs.directory import RunDirectory
+from diffctl.runs.config import RunConfig, config_fingerprint, dump, resolve
+from diffctl.runs.directory import RunDirectory, check_output_dir, default_run_dir
 from diffctl.runs.evaluation import (
     check_sample_count,
+    final_evaluation,
     heldout_inputs,
     metric_floors,
     metric_options_on,
     metric_values,
-    reconstruction_values,
     split_labels,
 )
-from diffctl.runs.sampling import Inpainted, default_batch_size, generate, inpaint
+from diffctl.runs.results import (
+    EvalResult,
+    InpaintResult,
+    LoadedModel,
+    SampleResult,
+)
+from diffctl.runs.sampling import default_batch_size, generate, inpaint
 from diffctl.samplers.base import Trajectory
 from diffctl.seeds import stream_seed
 from diffctl.training.checkpoint import (
@@ -64,113 +67,6 @@ from diffctl.training.trainer import StepEvent, Trainer, TrainState, pick_device
 log = logging.getLogger("diffctl")
 
 Progress = Callable[[int, int], None] | None
-
-
-def config_fingerprint(config: RunConfig) -> str:
-    """sha256 of the resolved config without ``train.epochs`` (which ``resume(epochs=...)``
-    may raise): a checkpoint records it, and resuming under another config is refused."""
-    import hashlib
-
-    data = config.model_dump(mode="json")
-    data["train"].pop("epochs", None)
-    data.pop("name", None)
-    return hashlib.sha256(repr(sorted(_flatten(data))).encode()).hexdigest()
-
-
-def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(data, dict):
-        return [kv for k, v in data.items() for kv in _flatten(v, f"{prefix}{k}.")]
-    return [(prefix, repr(data))]
-
-
-def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
-    """``runs/<time>-<name>``: the name or ``<dataset>-<denoiser>``."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = config.name or f"{config.dataset.name}-{config.denoiser.name}"
-    return root / f"{stamp}-{name}"
-
-
-def check_output_dir(path: Path) -> None:
-    """A run may be written at ``path``: absent (under a writable directory) or an existing
-    directory without a run in it. One line otherwise, before anything is written."""
-    if str(path).strip() == "":
-        raise UsageError("--out is empty; name a directory for the run")
-    if path.exists() or path.is_symlink():
-        if not path.is_dir():
-            raise UsageError(f"--out {path} exists and is not a directory")
-        if RunDirectory(path).exists():
-            raise UsageError(f"run directory {path} already holds a run; use --resume or "
-                             "another --out")
-        if not os.access(path, os.W_OK):
-            raise UsageError(f"--out {path} is not writable")
-        return
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UsageError(f"--out {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {path}: cannot create it under {parent} (not writable)")
-
-
-@dataclass
-class LoadedModel:
-    """A run's components with one checkpoint's weights loaded (EMA when asked and present)."""
-
-    components: Components
-    model: torch.nn.Module
-    checkpoint: Path
-    state: dict[str, Any]
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-
-@dataclass
-class SampleResult:
-    """What :meth:`Run.sample` drew and measured."""
-
-    samples: torch.Tensor
-    path: Path | None
-    checkpoint: str
-    sampler: str
-    steps: int
-    seed: int
-    labels: torch.Tensor | None
-    seconds: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    floors: dict[str, dict[str, Any]] = field(default_factory=dict)
-    real: torch.Tensor | None = None
-    trajectory: Trajectory | None = None
-    note: str = ""
-
-
-@dataclass
-class InpaintResult:
-    """What :meth:`Run.inpaint` filled in and how close it came to the originals."""
-
-    result: Inpainted
-    region: str
-    sampler: str
-    steps: int
-    psnr_filled_region: float
-    ssim_whole_image: float
-    path: Path | None = None
-
-
-@dataclass
-class EvalResult:
-    """What :meth:`Run.evaluate` measured, and where it wrote it."""
-
-    folder: Path
-    rows: list[dict[str, Any]]
-    failures: list[dict[str, str]]
-    floors: dict[str, dict[str, Any]]
-    metrics: list[str]
-    num_samples: int
-    workers: int
-    seconds: float
 
 
 class Run:
@@ -210,7 +106,8 @@ class Run:
         if out is None and dist_info().enabled:
             raise UsageError("under torchrun pass --out, so that every process uses the same "
                              "run directory")
-        path = Path(out) if out is not None else default_run_dir(config)
+        path = Path(out) if out is not None else default_run_dir(
+            config.name or f"{config.dataset.name}-{config.denoiser.name}")
         if dist_info().is_main:
             check_output_dir(path)
         return cls(path, config, registry)
@@ -446,56 +343,15 @@ class Run:
                 "losses": None, "device": str(loaded.device),
                 "parameters": sum(p.numel() for p in model.parameters())}
         report = {"run": str(self.path), "train": train,
-                  "eval": self._final_evaluation(components, model, on_progress)}
+                  "eval": final_evaluation(self.config, components, model, self.registry,
+                                           self.dir, self._sample_batch(components),
+                                           on_progress)}
         self.dir.write_json(files.REPORT, report)
         return report
 
     def _sample_batch(self, components: Components) -> int:
         return self.config.sample.batch_size or default_batch_size(
             tuple(components.dataset.sample_shape))
-
-    def _final_evaluation(self, components: Components, model: torch.nn.Module,
-                          on_progress: Progress) -> dict[str, Any]:
-        config, registry = self.config, self.registry
-        cfg = config.sample
-        # 10 evenly spaced states from the noise x_T to the sample x_0; for images 10 samples
-        # along them make the 10x10 progression grid
-        keep = min(cfg.progression_samples, 10) if components.images else \
-            cfg.progression_samples
-        traj = Trajectory(frames=10) if keep else None
-        t0 = time.perf_counter()
-        samples = generate(components, model, cfg.num_samples, cfg.num_steps,
-                           stream_seed(config.seed, "sample"), self._sample_batch(components),
-                           traj, on_progress=on_progress)
-        sample_seconds = time.perf_counter() - t0
-        real = components.dataset.reference(cfg.num_samples,
-                                            stream_seed(config.seed, "reference"))
-        options = metric_options_on(config, registry, next(model.parameters()).device)
-        # the model used for sampling also gets the final held-out loss
-        names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
-        metadata: dict[str, Any] = {}
-        values = metric_values(registry, names, samples, real, options,
-                               heldout_inputs(config, components, model), metadata)
-        result: dict[str, Any] = {"num_samples": cfg.num_samples,
-                                  "sample_seconds": sample_seconds, "metrics": values,
-                                  "floors": {}, "metric_metadata": metadata}
-        k = num_classes(model)
-        if k is not None:
-            result["labels"] = f"sample i has class i mod {k}"
-        if config.eval.floor_draws:
-            result["floors"] = metric_floors(registry, names, options, components.dataset,
-                                             cfg.num_samples, config.eval.floor_draws,
-                                             config.seed)
-        if config.eval.reconstruction_metrics:
-            result["reconstruction"] = reconstruction_values(config, components, model,
-                                                             registry)
-        np.save(self.dir.file(files.SAMPLES), samples.numpy())
-        np.save(self.dir.file(files.REAL), real.numpy())
-        if traj is not None and traj.xs:
-            np.savez(self.dir.file(files.TRAJECTORY), timesteps=np.array(traj.timesteps),
-                     xs=np.stack([x[:keep].numpy() for x in traj.xs]),
-                     x0s=np.stack([x[:keep].numpy() for x in traj.x0s]))
-        return result
 
     # -- using a trained run ------------------------------------------------------------------
     def load_model(self, checkpoint: str = "last", *, use_ema: bool = True,

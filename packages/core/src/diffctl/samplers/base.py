@@ -105,7 +105,6 @@ class DenoiserCall:
         self.noise = noise
         self.clip_denoised = clip_denoised
         self.prediction = getattr(denoiser, "prediction", "epsilon")
-        self.evaluations = 0
 
     def known(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
         """``x`` with the known pixels replaced by the reference at noise level alpha_bar."""
@@ -129,7 +128,6 @@ class DenoiserCall:
             output = u + self.guidance_scale * (c - u)
         else:
             output = self.denoiser(x, t_batch, cond=self.cond)
-        self.evaluations += 1
         a = torch.tensor(alpha_bar, dtype=x.dtype, device=x.device)
         x0, eps = x0_and_eps(output, x, a, self.prediction)
         if self.clip_denoised is not None:  # diffusers' clip_sample: clamp x0, re-derive eps
@@ -176,14 +174,12 @@ class Trajectory:
     at that state (the final state is its own). State k >= 1 is the result of step k - 1,
     labelled when step k starts from it; x_T comes from ``Step.x_prev`` of the first step
     (every built-in sampler fills it) or from :meth:`start`, which
-    :func:`diffctl.runs.run.generate` calls, so any sampler works.
+    :func:`diffctl.runs.sampling.generate` calls, so any sampler works.
 
-    Without ``frames`` (the old behaviour): every ``every``-th step's result and the last one,
-    with ``timesteps`` the timestep each kept step started from and ``x0s`` its estimate;
-    x_T is not kept.
+    Without ``frames``: every step's result, with ``timesteps`` the timestep each step started
+    from and ``x0s`` its estimate; x_T is not kept.
     """
 
-    every: int = 1
     frames: int | None = None
     timesteps: list[int] = field(default_factory=list)
     xs: list[torch.Tensor] = field(default_factory=list)
@@ -192,8 +188,6 @@ class Trajectory:
     _pending: torch.Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ValueError(f"Trajectory(every=...) must be at least 1, got {self.every}")
         if self.frames is not None and self.frames < 2:
             raise ValueError(f"Trajectory(frames=...) keeps x_T and x_0, so it must be at "
                              f"least 2, got {self.frames}")
@@ -210,8 +204,7 @@ class Trajectory:
 
     def __call__(self, step: Step) -> None:
         if self.frames is None:
-            if step.index % self.every == 0 or step.index == step.num_steps - 1:
-                self._keep(step.timestep, step.x, step.x0)
+            self._keep(step.timestep, step.x, step.x0)
             return
         wanted = frame_indices(step.num_steps, self.frames)
         if step.index == 0:

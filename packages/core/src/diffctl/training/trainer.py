@@ -206,7 +206,8 @@ class Trainer:
         stop = patience is not None and st.evals_without_improvement >= patience and not last
         st.stopped_early = stop
         # the record goes out before the checkpoint: a run killed in between has a record
-        # without its checkpoint, which resuming drops (diffctl.runs.run), never the reverse
+        # without its checkpoint, which resuming drops (the run directory's truncate_logs),
+        # never the reverse
         if self.on_eval is not None:
             self.on_eval(st, metrics)
         self.save(name)
