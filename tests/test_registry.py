@@ -6,7 +6,10 @@ the real entry points of the installed packages.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +23,7 @@ from diffctl import hookimpl
 from diffctl import registry as registry_module
 from diffctl.config import ComponentConfig
 from diffctl.errors import ConfigError, PluginError, UnknownComponentError, UsageError
-from diffctl.registry import KINDS, Registry
+from diffctl.registry import FIRST_PARTY, KINDS, Registry, load_order
 
 BUILTIN_SAMPLERS = ["ancestral", "ddim", "dpmpp-2m", "euler", "heun"]
 BUILTIN_SCHEDULERS = ["cosine", "linear", "scaled-linear", "sigmoid"]
@@ -261,6 +264,8 @@ def test_two_plugin_names_for_one_module_fail_the_second_only():
     second = reg.register_plugin(plugin, name="second")
     assert first.status == "loaded"
     assert second.status == "failed"
+    assert second.error == (f"PluginError: module '{CommandPlugin.__name__}' is already loaded "
+                            "as plugin 'first' ((local))")
     # the failed second registration must not unregister the first one's hooks
     reg.call_register_commands(app := object())
     assert plugin.apps == [app]
@@ -300,7 +305,7 @@ def test_entry_points_load_core_models_and_metrics_with_core_first(monkeypatch):
     reg = Registry().load_entry_points()
     plugins = {p.name: p for p in reg.plugins()}
     assert {"core", "models", "metrics"} <= set(plugins)
-    assert reg.plugins()[0].name == "core"
+    assert [p.name for p in reg.plugins()[:3]] == ["core", "models", "metrics"]
     assert plugins["core"].distribution == "diffctl-core"
     assert plugins["models"].distribution == "diffctl-models"
     assert plugins["metrics"].distribution == "diffctl-metrics"
@@ -394,19 +399,117 @@ def test_a_hook_that_raises_a_base_exception_only_fails_its_plugin(exc):
         Registry(strict=True).register_plugin(toy_plugin(raises=SystemExit(3)), name="exits")
 
 
-def test_keyboard_interrupt_is_not_swallowed():
+class CommandsInterrupt:
+    """A plugin whose command hook raises KeyboardInterrupt itself (no signal)."""
+
+    @hookimpl
+    def register_commands(self, app) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_keyboard_interrupt_the_plugin_raises_itself_only_fails_it():
+    """No SIGINT arrived, so the KeyboardInterrupt is the plugin's own failure."""
+    reg = Registry(strict=False)
+    info = reg.register_plugin(toy_plugin(("sampler", "half"), raises=KeyboardInterrupt()),
+                               name="ctrl-c")
+    assert (info.status, info.error, info.components) == ("failed", "KeyboardInterrupt", [])
+    assert reg.register_plugin(toy_plugin(("sampler", "fine")), name="fine").status == "loaded"
+    commands = reg.register_plugin(CommandsInterrupt(), name="ctrl-c-commands")
+    reg.call_register_commands(object())
+    assert (commands.status, commands.error) == ("failed", "register_commands: KeyboardInterrupt")
+    assert reg.components() == ["sampler:fine"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    with pytest.raises(PluginError, match=r"plugin 'ctrl-c' .*failed to load: KeyboardInterrupt"):
+        Registry(strict=True).register_plugin(toy_plugin(raises=KeyboardInterrupt()),
+                                              name="ctrl-c")
+    # outside the main thread a Ctrl-C is never delivered, so it is the plugin's own too
+    seen: list[str | None] = []
+    thread = threading.Thread(target=lambda: seen.append(reg.register_plugin(
+        toy_plugin(raises=KeyboardInterrupt("from a thread")), name="threaded").error))
+    thread.start()
+    thread.join()
+    assert seen == ["KeyboardInterrupt: from a thread"]
+
+
+def ctrl_c(swallow: bool) -> None:
+    """Deliver SIGINT to this process, as a Ctrl-C in the terminal does."""
+    try:
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        if not swallow:
+            raise
+
+
+@pytest.mark.parametrize("swallow", [False, True])
+def test_a_real_ctrl_c_while_plugins_load_still_interrupts(swallow):
+    """A SIGINT during a plugin's hook stops loading, even if the plugin catches it."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not handled by Python's default handler here")
+
+    @hookimpl
+    def register_components(registry) -> None:
+        registry.add("sampler", "never", factory=build_toy, config=SizeConfig, summary="No.")
+        ctrl_c(swallow)
+
     reg = Registry(strict=False)
     with pytest.raises(KeyboardInterrupt):
-        reg.register_plugin(toy_plugin(raises=KeyboardInterrupt()), name="ctrl-c")
+        reg.register_plugin(SimpleNamespace(register_components=register_components),
+                            name="slow")
+    assert reg.plugins()[0].status == "failed" and reg.components() == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-    class Interrupted:
+    class SlowCommands:
         @hookimpl
         def register_commands(self, app) -> None:
-            raise KeyboardInterrupt
+            ctrl_c(swallow)
 
-    reg.register_plugin(Interrupted(), name="ctrl-c-commands")
+    reg.register_plugin(SlowCommands(), name="slow-commands")
     with pytest.raises(KeyboardInterrupt):
         reg.call_register_commands(object())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_what_a_plugin_prints_is_recorded_and_never_reaches_stdout(capfd):
+    """Python-level and file-descriptor-level writes during import and hooks are captured;
+    what the caller prints before and after still reaches stdout; stderr is left alone."""
+
+    class Chatty:
+        @hookimpl
+        def register_components(self, registry) -> None:
+            print("from print")
+            sys.stdout.flush()
+            os.write(1, b"from fd 1\n")
+            sys.__stdout__.write("from sys.__stdout__\n")
+            print("to stderr", file=sys.stderr)
+            registry.add("sampler", "chatty", factory=build_toy, config=SizeConfig,
+                         summary="Talks a lot.")
+
+        @hookimpl
+        def register_commands(self, app) -> None:
+            print("from the command hook")
+
+    def load() -> object:
+        print("from the import")
+        return Chatty()
+
+    stdout = sys.stdout
+    print("before")
+    reg = Registry(strict=False)
+    info = reg._register(load, name="chatty", distribution="chatty-dist", version="1",
+                         module="chatty")
+    reg.call_register_commands(object())
+    print("after")
+    captured = capfd.readouterr()
+    assert captured.out == "before\nafter\n"
+    assert captured.err == "to stderr\n"
+    assert sys.stdout is stdout
+    assert info.status == "loaded" and info.components == [("sampler", "chatty")]
+    for line in ("from the import", "from print", "from fd 1", "from sys.__stdout__",
+                 "from the command hook"):
+        assert line in info.output.splitlines()
+    assert info.as_dict()["output"] == info.output
+    quiet = reg.register_plugin(toy_plugin(("sampler", "quiet")), name="quiet")
+    assert quiet.output == "" and quiet.as_dict()["output"] is None
 
 
 def test_an_entry_point_that_calls_sys_exit_on_import_is_recorded(monkeypatch):
@@ -479,3 +582,92 @@ def test_a_name_to_load_that_matches_nothing_raises_in_strict_mode(monkeypatch):
     with pytest.raises(PluginError, match=r"DIFFCTL_LOAD_PLUGINS names 'diffctl-coer'.*did "
                                           r"you mean 'diffctl-core'"):
         diffctl.get_registry()
+
+
+# -- load order, names and collisions with first-party plugins ---------------------------------
+def _ep(dist: str | None, name: str, value: str = "mod") -> SimpleNamespace:
+    return SimpleNamespace(name=name, value=value,
+                           dist=None if dist is None else SimpleNamespace(name=dist))
+
+
+def test_load_order_puts_first_party_first_then_sorts_the_rest():
+    eps = [_ep("zzz-plugin", "a"), _ep("diffctl-cli", "cli"), _ep("aaa_plugin", "b"),
+           _ep("aaa-plugin", "a"), _ep("diffctl-metrics", "metrics"), _ep(None, "handmade"),
+           _ep("Diffctl_Models", "models"), _ep("diffctl-core", "core"),
+           _ep("diffctl-example", "example")]
+    ordered = [(ep.dist and ep.dist.name, ep.name) for ep in sorted(eps, key=load_order)]
+    assert ordered == [("diffctl-core", "core"), ("Diffctl_Models", "models"),
+                       ("diffctl-metrics", "metrics"), ("diffctl-cli", "cli"),
+                       (None, "handmade"), ("aaa-plugin", "a"), ("aaa_plugin", "b"),
+                       ("diffctl-example", "example"), ("zzz-plugin", "a")]
+    assert list(FIRST_PARTY) == ["diffctl-core", "diffctl-models", "diffctl-metrics",
+                                 "diffctl-cli"]
+
+
+def _install_fixture(monkeypatch: pytest.MonkeyPatch, folder: str, module: str) -> None:
+    _env_clean(monkeypatch)
+    monkeypatch.syspath_prepend(str(FIXTURES / folder))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+
+
+MODELS_DENOISERS = ["dit", "dit-b", "dit-s", "dit-tiny", "mlp", "residual-mlp", "student-unet",
+                    "unet-mini"]
+
+
+def test_a_third_party_reusing_a_first_party_component_name_fails_alone(monkeypatch):
+    """aaa-diffctl-shadow sorts before diffctl-models but loads after it: it, not
+    diffctl-models, is the plugin that came second and fails."""
+    _install_fixture(monkeypatch, "shadowing-plugin", "aaa_diffctl_shadow")
+    reg = Registry().load_entry_points()
+    plugins = {(p.name, p.distribution): p for p in reg.plugins()}
+    models = plugins["models", "diffctl-models"]
+    assert models.status == "loaded"
+    assert sorted(n for k, n in models.components if k == "denoiser") == MODELS_DENOISERS
+    shadow = plugins["shadow", "aaa-diffctl-shadow"]
+    assert (shadow.status, shadow.components) == ("failed", [])
+    assert shadow.error == ("PluginError: duplicate denoiser 'mlp': already registered by plugin "
+                            "'models' (diffctl-models), registered again by plugin 'shadow' "
+                            "(aaa-diffctl-shadow)")
+    spec = reg.get("denoiser", "mlp")
+    assert (spec.plugin, spec.distribution) == ("models", "diffctl-models")
+    assert spec.factory == "diffctl_models.mlp:MLPDenoiser"
+    assert "shadow-net" not in reg.components("denoiser")  # all or nothing
+    with pytest.raises(PluginError, match=r"^plugin 'shadow' \(aaa-diffctl-shadow\) failed to "
+                                          r"load: PluginError: duplicate denoiser 'mlp'"):
+        Registry(strict=True).load_entry_points()
+
+
+def test_a_third_party_plugin_named_models_fails_before_it_is_imported(monkeypatch):
+    _install_fixture(monkeypatch, "impostor-plugin", "aaa_diffctl_impostor")
+    reg = Registry().load_entry_points()
+    models = [p for p in reg.plugins() if p.name == "models"]
+    assert [(p.distribution, p.status) for p in models] == [
+        ("diffctl-models", "loaded"), ("aaa-diffctl-impostor", "failed")]
+    assert models[1].error == ("PluginError: plugin name 'models' is already held by the plugin "
+                               "from diffctl-models, which loaded first; aaa-diffctl-impostor "
+                               "must use another entry-point name")
+    assert sorted(reg.components("denoiser")) == MODELS_DENOISERS
+    assert reg.get("denoiser", "mlp").distribution == "diffctl-models"
+    assert "aaa_diffctl_impostor" not in sys.modules
+    # loaded on its own, the name is still not its to take
+    alone = Registry(strict=False).load_entry_points(only=["aaa-diffctl-impostor"])
+    assert [(p.name, p.status, p.error) for p in alone.plugins()] == [
+        ("models", "failed", "PluginError: plugin name 'models' is reserved for diffctl-models; "
+                             "aaa-diffctl-impostor must use another entry-point name")]
+    assert alone.components() == [] and "aaa_diffctl_impostor" not in sys.modules
+    # a plugin registered by hand under a held name fails the same way, naming the holder
+    taken = reg.register_plugin(toy_plugin(("sampler", "x")), name="core")
+    assert taken.status == "failed" and "already held by the plugin from diffctl-core" in \
+        taken.error
+
+
+def test_a_plugin_raising_keyboard_interrupt_on_import_is_recorded(monkeypatch):
+    _install_fixture(monkeypatch, "interrupting-plugin", "diffctl_interrupting_plugin")
+    reg = Registry().load_entry_points()
+    plugins = {p.name: p for p in reg.plugins()}
+    assert plugins["interrupting"].status == "failed"
+    assert plugins["interrupting"].error == (
+        "KeyboardInterrupt: diffctl-interrupting-plugin raises KeyboardInterrupt on import (a "
+        "fixture of the test suite)")
+    assert all(plugins[n].status == "loaded" for n in ("core", "models", "metrics"))
+    assert core_names(reg, "sampler") == BUILTIN_SAMPLERS

@@ -1,12 +1,16 @@
 """The component registry, fed by pluggy hook implementations found through entry points.
 
 Every plugin, the core's built-ins included, is a module named by an entry point in group
-``diffctl``. Loading runs each plugin's ``register_components`` hook against a staging area:
-a plugin either registers all of its components or is recorded as failed (import error, a
-hook that raises, an unknown hook, a duplicate name) and contributes nothing. "Raises" covers
-``sys.exit()`` and any other ``BaseException`` except ``KeyboardInterrupt``. A plugin whose
-``register_commands`` hook fails later loses the components it had registered. Failures never
-stop the other plugins unless ``DIFFCTL_STRICT_PLUGINS=1``.
+``diffctl``. The first-party distributions load first (:data:`FIRST_PARTY`, in that order),
+then every other one sorted by canonical distribution name and entry-point name, so a third
+party can never take a name before the toolkit's own packages do. Loading runs each plugin's
+``register_components`` hook against a staging area: a plugin either registers all of its
+components or is recorded as failed (import error, a hook that raises, an unknown hook, a
+component or plugin name an earlier plugin holds) and contributes nothing. "Raises" covers
+``sys.exit()`` and a ``KeyboardInterrupt`` the plugin raises itself; a real Ctrl-C still
+interrupts (:mod:`diffctl.plugin_isolation`, which also keeps what a plugin prints off stdout).
+A plugin whose ``register_commands`` hook fails later loses the components it had registered.
+Failures never stop the other plugins unless ``DIFFCTL_STRICT_PLUGINS=1``.
 
 The registry holds light specs only: a pydantic config model and a factory, usually given as a
 ``"module:attribute"`` string imported on first :meth:`ComponentSpec.create`. Listing plugins
@@ -31,6 +35,7 @@ from diffctl import hookspecs
 from diffctl.component_info import ComponentInfo, MetricInfo, make_info
 from diffctl.config import build_config
 from diffctl.errors import PluginError, UnknownComponentError
+from diffctl.plugin_isolation import MAX_OUTPUT, PluginCall
 
 #: The kinds the toolkit itself composes. Plugins may add others; these are listed first.
 KINDS: tuple[str, ...] = (
@@ -45,6 +50,15 @@ KINDS: tuple[str, ...] = (
 _NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 ENTRY_POINT_GROUP = "diffctl"
 
+#: The first-party distributions in load order, each with the plugin (entry-point) name it
+#: owns: no other distribution may load a plugin under these names.
+FIRST_PARTY: dict[str, str] = {
+    "diffctl-core": "core",
+    "diffctl-models": "models",
+    "diffctl-metrics": "metrics",
+    "diffctl-cli": "cli",
+}
+
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
@@ -56,9 +70,18 @@ def _canonical(name: str) -> str:
 
 def _one_line(exc: BaseException, limit: int = 400) -> str:
     """``Type: message`` on one line; a multi-line message (pluggy's) keeps every line."""
-    text = "; ".join(line.strip() for line in f"{type(exc).__name__}: {exc}".splitlines()
-                     if line.strip())
+    raw = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = "; ".join(line.strip() for line in raw.splitlines() if line.strip())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_order(ep: metadata.EntryPoint) -> tuple[int, str, str, str]:
+    """Sort key of entry points: first-party distributions in :data:`FIRST_PARTY` order, then
+    the rest by canonical distribution name, entry-point name and value."""
+    dist = _canonical(ep.dist.name) if ep.dist else ""
+    ranks = list(FIRST_PARTY)
+    rank = ranks.index(dist) if dist in FIRST_PARTY else len(ranks)
+    return (rank, dist, ep.name, ep.value)
 
 
 @dataclass
@@ -72,6 +95,9 @@ class PluginInfo:
     status: str = "loaded"  # loaded | failed
     error: str | None = None
     components: list[tuple[str, str]] = field(default_factory=list)
+    #: what the plugin printed to stdout while it was imported or its hooks ran (captured,
+    #: so that it never mixes with a command's output); "" when nothing
+    output: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +108,7 @@ class PluginInfo:
             "status": self.status,
             "error": self.error,
             "components": [f"{kind}:{name}" for kind, name in self.components],
+            "output": self.output or None,
         }
 
 
@@ -184,6 +211,9 @@ class Registry:
         self.strict = _env_flag("DIFFCTL_STRICT_PLUGINS") if strict is None else strict
         self._specs: dict[tuple[str, str], ComponentSpec] = {}
         self._plugins: list[PluginInfo] = []
+        #: plugins registered with pluggy, by plugin name: those that loaded (one whose
+        #: command hook failed later keeps its name); a plugin that failed to load holds none
+        self._loaded: dict[str, PluginInfo] = {}
         self._fallback_info: dict[str, MetricInfo] = {}
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
@@ -204,19 +234,14 @@ class Registry:
             source = "DIFFCTL_LOAD_PLUGINS"
         wanted = None if only is None else {_canonical(p.strip()): p.strip() for p in only}
         eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-
-        def order(ep: metadata.EntryPoint) -> tuple[bool, str, str]:
-            dist = ep.dist.name if ep.dist else ""
-            return (_canonical(dist) != "diffctl-core", _canonical(dist), ep.name)
-
-        for ep in sorted(eps, key=order):
+        for ep in sorted(eps, key=load_order):
             dist = ep.dist.name if ep.dist else "(unknown)"
             version = ep.dist.version if ep.dist else "?"
             if wanted is not None and not ({_canonical(dist), _canonical(ep.name)}
                                            & wanted.keys()):
                 continue
             self._register(ep.load, name=ep.name, distribution=dist, version=version,
-                           module=ep.value)
+                           module=ep.value, entry_point=True)
         if wanted:
             self._record_unmatched(wanted, eps, source)
         self._pm.check_pending()
@@ -262,38 +287,70 @@ class Registry:
         distribution: str,
         version: str,
         module: str,
+        entry_point: bool = False,
     ) -> PluginInfo:
-        """Import (``load``), register and run one plugin's hook; record any failure."""
+        """Import (``load``), register and run one plugin's hook; record any failure.
+
+        The plugin's code runs inside :class:`~diffctl.plugin_isolation.PluginCall`: what it
+        prints is recorded in ``info.output``, and any exception it raises, ``SystemExit`` and
+        its own ``KeyboardInterrupt`` included, only fails it. A real Ctrl-C is re-raised.
+        """
         info = PluginInfo(name=name, distribution=distribution, version=version, module=module)
         self._plugins.append(info)
-        obj, registered = None, False
-        try:
-            obj = load()
-            self._pm.register(obj, name=name)
-            registered = True  # from here on, a failure must unregister this plugin
-            unknown = [h.name for h in (self._pm.get_hookcallers(obj) or []) if not h.has_spec()]
-            if unknown:
-                raise PluginError(f"unknown hook(s): {', '.join(sorted(unknown))}")
-            staging = _Staging(self, info)
-            for impl in self._pm.hook.register_components.get_hookimpls():
-                if impl.plugin is obj:
-                    impl.function(registry=staging)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # a broken plugin (even sys.exit) must not take others down
+        obj, registered, failure = None, False, None
+        with PluginCall() as call:
+            try:
+                self._check_plugin_name(name, distribution, entry_point)
+                obj = load()
+                other = self._pm.get_name(obj)
+                if other is not None:
+                    holder = self._loaded.get(other)
+                    where = f" ({holder.distribution})" if holder else ""
+                    raise PluginError(f"module '{module}' is already loaded as plugin "
+                                      f"'{other}'{where}")
+                self._pm.register(obj, name=name)
+                registered = True  # from here on, a failure must unregister this plugin
+                unknown = [h.name for h in (self._pm.get_hookcallers(obj) or [])
+                           if not h.has_spec()]
+                if unknown:
+                    raise PluginError(f"unknown hook(s): {', '.join(sorted(unknown))}")
+                staging = _Staging(self, info)
+                for impl in self._pm.hook.register_components.get_hookimpls():
+                    if impl.plugin is obj:
+                        impl.function(registry=staging)
+            except BaseException as exc:  # a broken plugin (even sys.exit) must not take others
+                failure = exc
+        info.output = call.output
+        if failure is not None or call.interrupted:
             if registered:
                 self._pm.unregister(obj)
             info.status = "failed"
-            info.error = _one_line(exc)
+            info.error = _one_line(failure) if failure is not None else "interrupted"
+            if call.interrupted:  # a real Ctrl-C, even one the plugin swallowed
+                raise failure if isinstance(failure, KeyboardInterrupt) else KeyboardInterrupt
             if self.strict:
                 raise PluginError(
                     f"plugin '{name}' ({distribution}) failed to load: {info.error}"
-                ) from exc
+                ) from failure
             return info
         for spec in staging.specs:
             self._specs[(spec.kind, spec.name)] = spec
             info.components.append((spec.kind, spec.name))
+        self._loaded[name] = info
         return info
+
+    def _check_plugin_name(self, name: str, distribution: str, entry_point: bool) -> None:
+        """Refuse a plugin name an earlier plugin holds, or (for an entry point) one that
+        belongs to a first-party distribution, before the plugin's code runs."""
+        holder = self._loaded.get(name)
+        if holder is not None:
+            raise PluginError(f"plugin name '{name}' is already held by the plugin from "
+                              f"{holder.distribution}, which loaded first; {distribution} must "
+                              f"use another entry-point name")
+        owner = next((d for d, n in FIRST_PARTY.items() if n == name), None)
+        if entry_point and owner is not None and _canonical(distribution) != owner:
+            raise PluginError(f"plugin name '{name}' is reserved for {owner}; {distribution} "
+                              f"must use another entry-point name")
 
     def call_register_commands(self, app: Any,
                                validate: Callable[[Any], None] | None = None) -> None:
@@ -303,24 +360,31 @@ class Registry:
         tried to replace a built-in command) counts as that plugin's failure. A failed plugin's
         components are removed from the registry: a failed plugin contributes no component.
         (Commands it added before failing are the caller's to drop, e.g. ``validate``'s.)
+        The hooks run like the plugin's import: output captured, only a real Ctrl-C escapes.
         """
-        by_name = {p.name: p for p in self._plugins}
         for impl in self._pm.hook.register_commands.get_hookimpls():
-            try:
-                impl.function(app=app)
-                if validate is not None:
-                    validate(app)
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:
-                info = by_name.get(impl.plugin_name)
-                message = _one_line(exc)
-                if info is not None:
-                    self._withdraw(info)
-                    info.status, info.error = "failed", f"register_commands: {message}"
-                if self.strict:
-                    raise PluginError(f"plugin '{impl.plugin_name}' command hook failed: "
-                                      f"{message}") from exc
+            info = self._loaded.get(impl.plugin_name)
+            failure = None
+            with PluginCall() as call:
+                try:
+                    impl.function(app=app)
+                    if validate is not None:
+                        validate(app)
+                except BaseException as exc:
+                    failure = exc
+            if info is not None and call.output:
+                info.output = (info.output + call.output)[:MAX_OUTPUT]
+            if call.interrupted:
+                raise failure if isinstance(failure, KeyboardInterrupt) else KeyboardInterrupt
+            if failure is None:
+                continue
+            message = _one_line(failure)
+            if info is not None:
+                self._withdraw(info)
+                info.status, info.error = "failed", f"register_commands: {message}"
+            if self.strict:
+                raise PluginError(f"plugin '{impl.plugin_name}' command hook failed: "
+                                  f"{message}") from failure
 
     def _withdraw(self, info: PluginInfo) -> None:
         """Remove the components ``info``'s plugin registered."""

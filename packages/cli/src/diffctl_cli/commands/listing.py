@@ -3,7 +3,9 @@
 Both read only the registry's light specs (config models and summaries), so they never import
 torch; only ``show --details`` builds the component (a denoiser's parameter count).
 Plugin-provided text is escaped before rich renders it, so a summary or error containing
-``[...]`` is printed as written.
+``[...]`` is printed as written. What a plugin printed while loading (captured by the registry)
+is a one-line note under its status in ``list plugins``, and in full under ``output`` with
+``--json``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ def components_summary(info: PluginInfo, per_kind: int = NAMES_PER_KIND) -> str:
     return "\n".join(lines) or "-"
 
 
+def output_note(output: str, width: int = 60) -> str:
+    """What a plugin printed while loading, as one short line (``--json`` has all of it)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if not lines:
+        return "printed blank lines while loading"
+    first = lines[0] if len(lines[0]) <= width else lines[0][: width - 3] + "..."
+    more = f" (+{len(lines) - 1} more, see --json)" if len(lines) > 1 else ""
+    return f"printed while loading: {first}{more}"
+
+
 def _list_plugins(registry: Registry, as_json: bool) -> None:
     plugins = registry.plugins()
     if as_json:
@@ -80,6 +92,8 @@ def _list_plugins(registry: Registry, as_json: bool) -> None:
     for p in plugins:
         status = ("[green]loaded[/]" if p.status == "loaded"
                   else f"[red]failed[/]: {escape(p.error or '')}")
+        if p.output:
+            status += f"\n[dim]{escape(output_note(p.output))}[/]"
         table.add_row(escape(p.name), escape(p.distribution), escape(p.version),
                       escape(components_summary(p)), status)
     _console().print(table)
