@@ -262,6 +262,26 @@ def test_grey_28px_and_rgb_inputs() -> None:
     assert metric(x.expand(-1, 3, -1, -1), smooth_images(40, 4))["fid"] == pytest.approx(padded)
 
 
+def test_small_digits_are_framed_like_mnist() -> None:
+    """Images under 28x28 (the bundled 16x16 digits) are scaled into an 18x18 box centred on
+    32x32: the LeNet then recognises most of them, as it does not when they fill the frame."""
+    from diffctl_metrics.feature_extractors.lenet import prepare_input
+
+    ds = diffctl.create("dataset", "digits")
+    images = torch.cat([ds.train_tensor(), ds.test_tensor()])
+    labels = torch.cat([ds.train_labels(), ds.test_labels()])
+    u8 = ((images + 1) * 127.5).round().to(torch.uint8)
+    framed = prepare_input(u8)
+    assert framed.shape == (len(images), 1, 32, 32)
+    assert (framed[..., :7, :] == -1).all() and (framed[..., :, -7:] == -1).all()
+    features = fidelity.extract_features("lenet-mnist", images, device="cpu")
+    accuracy = float((features["logits"].argmax(1) == labels).float().mean())
+    stretched = F.interpolate(images, size=(32, 32), mode="bilinear", antialias=True)
+    naive = fidelity.extract_features("lenet-mnist", stretched, device="cpu")
+    naive_accuracy = float((naive["logits"].argmax(1) == labels).float().mean())
+    assert accuracy > 0.8 and naive_accuracy < 0.6, (accuracy, naive_accuracy)
+
+
 def test_kid_prc_isc_sanity() -> None:
     x, y = smooth_images(200, 5), smooth_images(200, 6, contrast=3.0)
     kid = KID(KIDConfig(**LENET, subsets=20, subset_size=100, cache=False))

@@ -14,7 +14,9 @@ as ``weights/lenet-mnist.safetensors`` (its test accuracy is in the file's metad
 Inputs (torch-fidelity's convention): uint8 (N, 3, H, W). The channels are averaged to grey
 (exact for grey images repeated to three channels), scaled to [-1, 1] as in training, and
 brought to 32x32: 32x32 is used as is, 28x28 is padded by 2 background pixels on each side
-(like the dataset), any other size is resized bilinearly (antialiased). Features:
+(like the dataset), an image smaller than 28x28 is taken as a digit without margin and scaled
+into an 18x18 box centred on 32x32 (see ``SMALL_DIGIT_BOX``), any other size is resized
+bilinearly (antialiased). Features:
 ``"128"`` (the hidden layer after its ReLU; FID, KID, precision/recall) and ``"logits"`` (IS).
 """
 
@@ -70,6 +72,13 @@ class LeNet(nn.Module):
         return self.fc2(self.dropout(self.features(x)))
 
 
+#: Images smaller than 28x28 are taken as digits without a margin (scikit-learn's 8x8 digits,
+#: diffctl's 16x16 ``digits``): scaled to an 18x18 box and centred on the 32x32 canvas, the
+#: framing of MNIST, whose digits fill a 20x20 box of 28x28. On the 1797 ``digits`` images the
+#: LeNet then classifies 84% correctly, against 52% when they are stretched to 32x32.
+SMALL_DIGIT_BOX = 18
+
+
 def prepare_input(x: torch.Tensor) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float (N, 1, 32, 32) in [-1, 1] (see the module docstring)."""
     x = x.float().mean(dim=1, keepdim=True) / 127.5 - 1.0
@@ -78,6 +87,12 @@ def prepare_input(x: torch.Tensor) -> torch.Tensor:
         return x
     if (height, width) == (28, 28):
         return F.pad(x, (2, 2, 2, 2), value=-1.0)
+    if height < 28 and width < 28:
+        box = SMALL_DIGIT_BOX
+        x = F.interpolate(x, size=(box, box), mode="bilinear", align_corners=False,
+                          antialias=True)
+        pad = (INPUT_SIZE - box) // 2
+        return F.pad(x, (pad, INPUT_SIZE - box - pad) * 2, value=-1.0)
     return F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
                          antialias=True)
 
@@ -87,6 +102,9 @@ def resize_mode(height: int, width: int) -> str:
         return "none (32x32 input)"
     if (height, width) == (28, 28):
         return "pad 28x28 to 32x32 with background"
+    if height < 28 and width < 28:
+        return (f"bilinear {height}x{width} to {SMALL_DIGIT_BOX}x{SMALL_DIGIT_BOX}, centred on "
+                "32x32 background (MNIST framing)")
     return f"bilinear {height}x{width} to 32x32"
 
 
