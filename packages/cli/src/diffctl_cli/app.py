@@ -161,6 +161,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(error.format_message() + hint, getattr(error, "exit_code", 2))
     except typer.Abort:
         _fail("aborted", 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except MemoryError:
+        _fail("out of memory; lower the sizes of the run (batch, samples, model)", 1)
+    except UnicodeDecodeError as error:
+        _fail(f"a file is not UTF-8 text ({error.reason}); is it the file you meant?", 2)
+    except OSError as error:
+        where = f": {error.filename}" if error.filename else ""
+        _fail(f"{error.strerror or error}{where}", 1)
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -15,9 +15,11 @@ from diffctl.errors import ConfigError
 
 
 class ComponentConfig(BaseModel):
-    """Strict config: unknown fields are rejected, values are validated on assignment too."""
+    """Strict config: unknown fields are rejected, values are validated on assignment too, and
+    no float may be infinite or NaN (``train.lr=inf`` would diverge at the first step)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
+                              allow_inf_nan=False)
 
 
 def validation_message(error: ValidationError, where: str = "") -> str:

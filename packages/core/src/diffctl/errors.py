@@ -29,5 +29,16 @@ class ConfigError(UsageError):
     """A config value failed validation."""
 
 
+class StorageError(DiffctlError):
+    """Writing failed for a reason of the environment (disk full, permissions); what was
+    already written is kept."""
+
+
+class Interrupted(DiffctlError):
+    """The user pressed Ctrl-C (SIGINT); the message says what was kept."""
+
+    exit_code = 130
+
+
 class PluginError(DiffctlError):
     """A plugin failed to load (raised only in strict mode; otherwise recorded)."""

@@ -19,7 +19,7 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 DatasetOpt = Annotated[str | None, typer.Option(help="Dataset name.")]
 DenoiserOpt = Annotated[str | None, typer.Option(help="Denoiser name.")]
 SchedulerOpt = Annotated[str | None, typer.Option(help="Noise schedule name.")]
-OutOpt = Annotated[Path | None, typer.Option(help="Run directory (default runs/<time>-...).")]
+OutOpt = Annotated[str | None, typer.Option(help="Run directory (default runs/<time>-...).")]
 SeedOpt = Annotated[int | None, typer.Option(help="The run's seed.")]
 ResumeOpt = Annotated[Path | None, typer.Option(
     help="Continue the run in this directory (from its newest intact checkpoint).")]
@@ -28,6 +28,9 @@ CheckpointOpt = Annotated[str | None, typer.Option(
     "default <run>-from-<checkpoint>); the original run is left as it is.")]
 EpochsOpt = Annotated[int | None, typer.Option(
     help="With --resume: train to this many epochs in all (extends a finished run).")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="With --resume: refuse a damaged newest checkpoint instead of falling "
+    "back to the newest intact one.")]
 
 
 def run(
@@ -44,6 +47,7 @@ def run(
     resume: ResumeOpt = None,
     checkpoint: CheckpointOpt = None,
     epochs: EpochsOpt = None,
+    strict: StrictOpt = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
 ) -> None:
     """Train, sample and evaluate one run (default: two-moons with its default denoiser).
@@ -52,7 +56,7 @@ def run(
     digits with the DiT's CPU-sized recipe; --dataset alone picks a fitting denoiser."""
     choices = dict(config=config, dataset=dataset, denoiser=denoiser, scheduler=scheduler,
                    sampler=sampler, metric=metric, set=set_, seed=seed, steps=steps)
-    _execute(choices, out, resume, checkpoint, epochs, plots, evaluate=True)
+    _execute(choices, out, resume, checkpoint, epochs, plots, evaluate=True, strict=strict)
 
 
 def train(
@@ -66,19 +70,25 @@ def train(
     resume: ResumeOpt = None,
     checkpoint: CheckpointOpt = None,
     epochs: EpochsOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Train only: checkpoints and metrics.jsonl, no final sampling."""
     choices = dict(config=config, dataset=dataset, denoiser=denoiser, scheduler=scheduler,
                    set=set_, seed=seed)
-    _execute(choices, out, resume, checkpoint, epochs, True, evaluate=False)
+    _execute(choices, out, resume, checkpoint, epochs, True, evaluate=False, strict=strict)
 
 
-def _execute(choices: dict, out: Path | None, resume: Path | None, checkpoint: str | None,
-             epochs: int | None, plots: bool, evaluate: bool) -> None:
+def _execute(choices: dict, out_text: str | None, resume: Path | None,
+             checkpoint: str | None, epochs: int | None, plots: bool, evaluate: bool,
+             strict: bool = False) -> None:
     from diffctl.errors import UsageError
     from diffctl.runs import Run
     from diffctl.training.distributed import dist_info
     from diffctl_cli.progress import training_progress
+
+    if out_text is not None and not out_text.strip():
+        raise UsageError("--out is empty; name a directory for the run")
+    out = Path(out_text) if out_text is not None else None
 
     if resume is not None:
         given = [f"--{k}" for k, v in choices.items() if v not in (None, [], ())]
@@ -93,16 +103,21 @@ def _execute(choices: dict, out: Path | None, resume: Path | None, checkpoint: s
             the_run = the_run.fork(checkpoint, out)
             console.print(f"continuing from {checkpoint} in the new run {the_run.path}")
     else:
-        if checkpoint is not None or epochs is not None:
-            raise UsageError("--checkpoint and --epochs go with --resume")
+        if checkpoint is not None or epochs is not None or strict:
+            raise UsageError("--checkpoint, --epochs and --strict go with --resume")
         the_run = Run.create(_config(choices), out)
-    with training_progress() as on_step:
-        if not dist_info().is_main:  # torchrun: rank 0 reports, plots and shows progress
-            on_step = None
-        if resume is not None:
-            the_run.resume(epochs=epochs, on_step=on_step)
-        else:
-            the_run.train(on_step=on_step, evaluate_after=evaluate)
+    try:
+        with training_progress() as on_step:
+            if not dist_info().is_main:  # torchrun: rank 0 reports, plots and shows progress
+                on_step = None
+            if resume is not None:
+                the_run.resume(epochs=epochs, strict=strict, on_step=on_step)
+            else:
+                the_run.train(on_step=on_step, evaluate_after=evaluate)
+    except KeyboardInterrupt:
+        from diffctl.errors import Interrupted
+
+        raise Interrupted(_interrupted(the_run)) from None
     if not dist_info().is_main:
         if evaluate:
             the_run.finalize()
@@ -122,6 +137,19 @@ def _execute(choices: dict, out: Path | None, resume: Path | None, checkpoint: s
 
         written = plot_run(the_run.path)
         console.print("plots: " + ", ".join(p.name for p in written))
+
+
+def _interrupted(the_run) -> str:
+    """Where an interrupted training stopped and the command that continues it."""
+    from diffctl.training.checkpoint import CheckpointError, read_state, resolve_checkpoint
+
+    try:
+        last = resolve_checkpoint(the_run.dir.checkpoints, "last")
+        state = read_state(last)
+    except CheckpointError:
+        return "interrupted before the first checkpoint; nothing to resume from"
+    return (f"interrupted; the last checkpoint is {last.name} (epoch {state['epoch']}, step "
+            f"{state['step']}); continue with: diffctl run --resume {the_run.path}")
 
 
 def _config(choices: dict):

@@ -40,6 +40,9 @@ def sample(
         help="auto, cpu, cuda or mps (default: the run's train.device).")] = None,
     metrics: Annotated[bool, typer.Option(help="Score the samples with the run's metrics "
                                           "and floors.")] = True,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse a damaged 'last' checkpoint instead of falling back to the "
+        "newest intact one.")] = False,
 ) -> None:
     """Draw samples from a trained run with any sampler; writes
     samples/<checkpoint>-<sampler>-<steps>steps-<n>-seed<seed>.npy."""
@@ -56,14 +59,14 @@ def sample(
             result = run.inpaint(inpaint, checkpoint=checkpoint, sampler=sampler,
                                  sampler_options=options, steps=steps,
                                  num_images=num_samples or 100, seed=seed, device=device,
-                                 on_progress=on_progress)
+                                 strict=strict, on_progress=on_progress)
         _show_inpaint(run, result)
         return
     with reporting("sample") as on_progress:
         result = run.sample(checkpoint=checkpoint, sampler=sampler, sampler_options=options,
                             steps=steps, num_samples=num_samples, seed=seed, label=label,
                             guidance_scale=guidance, device=device, progression=progressive,
-                            metrics=metrics, on_progress=on_progress)
+                            metrics=metrics, strict=strict, on_progress=on_progress)
     _show_samples(run, result, grid)
 
 

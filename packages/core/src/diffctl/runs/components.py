@@ -16,6 +16,7 @@ import torch
 from diffctl.errors import UsageError
 from diffctl.registry import Registry, get_registry
 from diffctl.runs.config import RunConfig
+from diffctl.runs.resources import check_model, memory_errors, parameter_count
 from diffctl.seeds import stream_seed
 
 
@@ -95,7 +96,9 @@ def build_dataset(config: RunConfig, registry: Registry | None = None) -> Any:
     spec = registry.get("dataset", config.dataset.name)
     if "seed" in spec.config.model_fields and options.get("seed") is None:
         options["seed"] = stream_seed(config.seed, "data")
-    return spec.create(options)
+    with memory_errors(f"dataset '{config.dataset.name}'", "the dataset's size (e.g. "
+                       "dataset.n or dataset.limit)"):
+        return spec.create(options)
 
 
 def build_sampler(name: str, options: dict[str, Any], model: Any,
@@ -120,7 +123,10 @@ def build(config: RunConfig, registry: Registry | None = None,
                                    float(sampler_options.get("guidance_scale", 1.0)))
     if "num_train_timesteps" in options:
         options["num_train_timesteps"] = scheduler.num_train_timesteps
+    spec = registry.get("denoiser", config.denoiser.name)
+    check_model(parameter_count(lambda: spec.create(options)), config.denoiser.name)
     torch.manual_seed(stream_seed(config.seed, "init"))
-    denoiser = registry.create("denoiser", config.denoiser.name, options)
+    with memory_errors(f"denoiser '{config.denoiser.name}'", "the denoiser's size"):
+        denoiser = spec.create(options)
     sampler = registry.create("sampler", config.sampler.name, sampler_options)
     return Components(dataset, denoiser, scheduler, sampler)

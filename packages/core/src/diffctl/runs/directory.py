@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from diffctl.errors import UsageError
+from diffctl.errors import StorageError, UsageError
 
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
@@ -47,13 +47,19 @@ EVAL_SETTINGS = "settings.json"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` with ``data``: written to a hidden temporary file, then renamed."""
+    """Replace ``path`` with ``data``: written to a hidden temporary file, then renamed. A
+    failed write (disk full) leaves the old file and raises one :class:`StorageError`."""
     tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path} ({exc.strerror or exc}); its previous "
+                           "version, if any, is kept") from None
 
 
 def read_text(path: Path, what: str = "file") -> str:
@@ -120,16 +126,28 @@ def check_output_dir(path: Path) -> None:
         if (path / CONFIG).is_file():
             raise UsageError(f"run directory {path} already holds a run; use --resume or "
                              "another --out")
-        if not os.access(path, os.W_OK):
-            raise UsageError(f"--out {path} is not writable")
+        _probe_writable(path, path)
         return
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"--out {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {path}: cannot create it under {parent} (not writable)")
+    _probe_writable(parent, path)
+
+
+def _probe_writable(folder: Path, path: Path) -> None:
+    """Create and remove a temporary folder in ``folder``: permission bits do not tell (root,
+    /proc, read-only mounts), trying does."""
+    import shutil
+    import tempfile
+
+    try:
+        probe = tempfile.mkdtemp(prefix=".diffctl-probe-", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot create it under {folder} "
+                         f"({exc.strerror or exc})") from None
+    shutil.rmtree(probe, ignore_errors=True)
 
 
 class RunDirectory:
@@ -165,12 +183,15 @@ class RunDirectory:
         line left by an earlier kill is completed with a newline first, so the new record
         starts on a line of its own."""
         path = self.path / name
-        with open(path, "ab+") as fh:
-            if fh.tell() > 0:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-            fh.write((json.dumps(record) + "\n").encode())
+        try:
+            with open(path, "ab+") as fh:
+                if fh.tell() > 0:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        fh.write(b"\n")
+                fh.write((json.dumps(record) + "\n").encode())
+        except OSError as exc:
+            raise StorageError(f"cannot append to {path} ({exc.strerror or exc})") from None
 
     def history(self) -> list[dict[str, Any]]:
         """The per-checkpoint records written during training."""
@@ -185,6 +206,14 @@ class RunDirectory:
                 continue
             kept = [json.dumps(r) + "\n" for r in read_jsonl(path) if r.get("step", 0) <= step]
             write_atomic(path, "".join(kept))
+
+    def sort_log(self, name: str) -> None:
+        """Order a log's records by step (after lines were written again out of order)."""
+        path = self.path / name
+        records = read_jsonl(path)
+        ordered = sorted(records, key=lambda r: r.get("step", 0))
+        if ordered != records:
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in ordered))
 
     # -- reports ---------------------------------------------------------------------------
     def write_json(self, name: str, payload: Any) -> None:

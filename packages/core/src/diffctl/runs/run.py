@@ -44,6 +44,7 @@ from diffctl.runs.evaluation import (
     metric_values,
     split_labels,
 )
+from diffctl.runs.resources import check_samples
 from diffctl.runs.results import (
     EvalResult,
     InpaintResult,
@@ -60,6 +61,7 @@ from diffctl.training.checkpoint import (
     read_state,
     resolve_checkpoint,
     select_checkpoints,
+    verify_checkpoint,
 )
 from diffctl.training.distributed import dist_info
 from diffctl.training.trainer import StepEvent, Trainer, TrainState, pick_device
@@ -149,11 +151,13 @@ class Run:
             self.dir.write_config(dump(self.config))
         return self._fit(trainer, components)
 
-    def resume(self, *, epochs: int | None = None,
+    def resume(self, *, epochs: int | None = None, strict: bool = False,
                on_step: Callable[[StepEvent], None] | None = None) -> dict[str, Any]:
-        """Continue from the newest intact checkpoint (a damaged newest one is skipped with a
-        warning). ``epochs`` extends a run to that many epochs in all (config.yaml is updated;
-        with a cosine schedule the learning rate then follows the new length)."""
+        """Continue from the newest intact checkpoint (a damaged newer one is skipped with a
+        warning, or refused with ``strict``). ``epochs`` extends a run to that many epochs in
+        all (config.yaml is updated; with a cosine schedule the learning rate then follows
+        the new length). Log lines past the checkpoint are dropped and written again; lines
+        up to it that were lost (a torn or cut log) are written again from the checkpoints."""
         if epochs is not None:
             trained = max((self._epoch_of(p) for p in list_checkpoints(self.dir.checkpoints)),
                           default=0)
@@ -164,13 +168,53 @@ class Run:
         components = build(self.config, self.registry)
         self._check_data(components, True)
         trainer = self._make_trainer(components, on_step)
-        checkpoint, _ = self._resume_point(trainer)
+        checkpoint, _ = self._resume_point(trainer, strict)
         trainer.resume(checkpoint)
         if dist_info().is_main:
             if epochs is not None:
                 self.dir.write_config(dump(self.config))
             self.dir.truncate_logs(trainer.state.step)
+            self._repair_logs(trainer, checkpoint)
         return self._fit(trainer, components)
+
+    def _repair_logs(self, trainer: Trainer, resumed: Path) -> None:
+        """Write again the log lines up to the resumed checkpoint that are missing: training
+        losses from the checkpoint's own record of them (lr recomputed, rate unknown), and
+        the evaluation record of each checkpoint that lost its line (evaluated again)."""
+        from diffctl.training.lr_schedule import lr_multiplier
+
+        cfg = trainer.config
+        logged = {r.get("step") for r in files.read_jsonl(self.dir.file(files.TRAIN_LOG))}
+        for step, loss in trainer.state.losses:
+            if step not in logged:
+                lr = trainer.lr * lr_multiplier(step - 1, trainer.total_steps, cfg.lr_schedule,
+                                                cfg.warmup_steps)
+                self.dir.append_line(files.TRAIN_LOG, {
+                    "step": step, "epoch": (step - 1) // trainer.steps_per_epoch,
+                    "loss": loss, "lr": lr, "steps_per_second": None, "rewritten": True})
+        recorded = {r.get("epoch") for r in self.dir.history()}
+        for path in list_checkpoints(self.dir.checkpoints):
+            if path > resumed:
+                break
+            try:
+                state = read_state(path)
+            except CheckpointError:
+                continue
+            if state["epoch"] in recorded:
+                continue
+            model = copy.deepcopy(trainer.model)
+            ema = copy.deepcopy(trainer.model) if trainer.ema is not None else None
+            load_checkpoint(path, model, None, ema)
+            at = TrainState(step=state["step"], epoch=state["epoch"])
+            values = trainer.evaluate((ema or model).eval(), at) if trainer.evaluate else {}
+            log.warning("the evaluation record of %s was missing from %s; evaluated it again",
+                        path.name, files.METRICS_LOG)
+            self.dir.append_line(files.METRICS_LOG, {
+                "step": state["step"], "epoch": state["epoch"],
+                "train_seconds": state.get("train_seconds"), "wall_seconds": None, **values,
+                "rewritten": True})
+        self.dir.sort_log(files.TRAIN_LOG)
+        self.dir.sort_log(files.METRICS_LOG)
 
     @staticmethod
     def _epoch_of(checkpoint: Path) -> int:
@@ -209,6 +253,8 @@ class Run:
                              "test-loss and checkpoint selection need held-out data (raise "
                              "dataset.test_fraction)")
         if evaluate_after:
+            check_samples(self.config.sample.num_samples, tuple(ds.sample_shape),
+                          "sample.num_samples")
             check_sample_count(ds, self.config.sample.num_samples, "samples")
         if self.config.eval.during_training:
             check_sample_count(ds, self.config.eval.during_training_samples,
@@ -267,9 +313,10 @@ class Run:
             on_step=log_step, on_eval=on_eval,
             checkpoint_meta={"config_sha256": config_fingerprint(config)})
 
-    def _resume_point(self, trainer: Trainer) -> tuple[Path, dict[str, Any]]:
+    def _resume_point(self, trainer: Trainer, strict: bool = False
+                      ) -> tuple[Path, dict[str, Any]]:
         """The newest checkpoint that loads, checked against this run's config; damaged newer
-        ones are skipped with a warning."""
+        ones are skipped with a warning (refused with ``strict``)."""
         if not self.dir.exists():
             raise UsageError(f"no run to resume at {self.path} ({files.CONFIG} missing)")
         candidates = list_checkpoints(self.dir.checkpoints)
@@ -281,6 +328,8 @@ class Run:
                 log.warning("%s; using the newest checkpoint folder instead", exc)
         if not candidates:
             raise UsageError(f"run {self.path} has no checkpoint to resume from")
+        if strict:
+            candidates = candidates[-1:]
         fingerprint = config_fingerprint(self.config)
         for path in reversed(candidates):
             try:
@@ -296,12 +345,12 @@ class Run:
                     raise CheckpointError(f"checkpoint {path} records epoch {epoch} and step "
                                           f"{step}, which this run's config cannot reach "
                                           "(damaged state.json?)")
-                # a trial load: weights and optimizer must fit and pass their checksums
-                probe = copy.deepcopy(trainer.model)
-                load_checkpoint(path, probe, None, None)
+                # every file intact, and the weights fit this run's model
+                verify_checkpoint(path, need_optimizer=True, need_ema=trainer.ema is not None)
+                load_checkpoint(path, copy.deepcopy(trainer.model), None, None)
                 return path, state
             except CheckpointError as exc:
-                if path == candidates[0] or len(candidates) == 1:
+                if strict or path == candidates[0] or len(candidates) == 1:
                     raise
                 log.warning("skipping damaged checkpoint %s: %s", path.name, exc)
         raise UsageError(f"run {self.path} has no intact checkpoint")
@@ -355,18 +404,42 @@ class Run:
 
     # -- using a trained run ------------------------------------------------------------------
     def load_model(self, checkpoint: str = "last", *, use_ema: bool = True,
-                   device: str | None = None) -> LoadedModel:
+                   device: str | None = None, strict: bool = False) -> LoadedModel:
         """The run's components with ``checkpoint`` (``last``, ``best`` or a folder name)
-        loaded, on ``device`` (auto, cpu, cuda, mps; default the run's train.device)."""
+        loaded, on ``device`` (auto, cpu, cuda, mps; default the run's train.device). When
+        ``last`` is damaged, the newest intact checkpoint is used with a warning naming what
+        was skipped, unless ``strict``."""
         components = build(self.config, self.registry)
-        path = resolve_checkpoint(self.dir.checkpoints, checkpoint)
-        model = components.denoiser
-        ema = copy.deepcopy(model) if use_ema and (path / "ema.safetensors").exists() else None
-        state = load_checkpoint(path, model, None, ema)
-        chosen = (ema if ema is not None else model).to(pick_device(
-            device or self.config.train.device)).eval()
-        components.denoiser = chosen
-        return LoadedModel(components, chosen, path, state)
+        candidates = [checkpoint]
+        if checkpoint == "last" and not strict:
+            try:  # the folder 'last' names, then every older one
+                candidates = [resolve_checkpoint(self.dir.checkpoints, "last").name]
+            except CheckpointError as exc:
+                log.warning("%s; trying the checkpoint folders newest first", exc)
+                candidates = []
+            candidates += [p.name for p in reversed(list_checkpoints(self.dir.checkpoints))]
+        skipped: list[str] = []
+        candidates = list(dict.fromkeys(candidates))
+        for i, name in enumerate(candidates):
+            try:
+                path = resolve_checkpoint(self.dir.checkpoints, name)
+                model = copy.deepcopy(components.denoiser)
+                ema = copy.deepcopy(model) if use_ema and (path / "ema.safetensors").exists() \
+                    else None
+                state = load_checkpoint(path, model, None, ema)
+            except CheckpointError as exc:
+                if i == len(candidates) - 1:
+                    raise
+                skipped.append(f"{name} ({exc})")
+                continue
+            if skipped:
+                log.warning("skipped damaged checkpoint(s): %s; using %s", "; ".join(skipped),
+                            path.name)
+            chosen = (ema if ema is not None else model).to(pick_device(
+                device or self.config.train.device)).eval()
+            components.denoiser = chosen
+            return LoadedModel(components, chosen, path, state)
+        raise UsageError(f"run {self.path} has no checkpoint")
 
     def _sampler_for(self, model: torch.nn.Module, name: str | None,
                      options: dict[str, Any] | None, guidance_scale: float | None) -> tuple:
@@ -384,7 +457,7 @@ class Run:
                num_samples: int | None = None, seed: int | None = None,
                label: int | None = None, guidance_scale: float | None = None,
                device: str | None = None, progression: bool = False,
-               metrics: bool = True, save: bool = True,
+               metrics: bool = True, save: bool = True, strict: bool = False,
                on_progress: Progress = None) -> SampleResult:
         """Draw samples from a checkpoint, with any sampler and step count.
 
@@ -404,7 +477,8 @@ class Run:
             raise UsageError(f"--steps must be in [1, {T or 'T'}], got {steps}")
         if n < 1:
             raise UsageError(f"--num-samples must be at least 1, got {n}")
-        loaded = self.load_model(checkpoint, device=device)
+        loaded = self.load_model(checkpoint, device=device, strict=strict)
+        check_samples(n, tuple(loaded.components.dataset.sample_shape), "--num-samples")
         model, components = loaded.model, loaded.components
         k = num_classes(model)
         if label is not None and not (k and 0 <= label < k):
@@ -448,7 +522,7 @@ class Run:
     def inpaint(self, region: str, *, checkpoint: str = "last", num_images: int = 100,
                 sampler: str | None = None, sampler_options: dict[str, Any] | None = None,
                 steps: int | None = None, seed: int | None = None, device: str | None = None,
-                on_progress: Progress = None) -> InpaintResult:
+                strict: bool = False, on_progress: Progress = None) -> InpaintResult:
         """Keep ``region`` (left, right, top, bottom; center keeps the border) of held-out
         images and fill the rest; score the fill with the registered ``psnr`` (on the filled
         region) and ``ssim`` (whole images, whose known part is exact). Writes a JSON
@@ -456,7 +530,7 @@ class Run:
         from diffctl.runs.sampling import inpaint_mask
 
         cfg = self.config
-        loaded = self.load_model(checkpoint, device=device)
+        loaded = self.load_model(checkpoint, device=device, strict=strict)
         components, model = loaded.components, loaded.model
         if not components.images:
             raise UsageError("inpainting is for image runs")
@@ -507,6 +581,7 @@ class Run:
         _check_sweep_metrics(self, metrics)
         n = cfg.sample.num_samples if num_samples is None else num_samples
         dataset = build_dataset(cfg, registry)
+        check_samples(n, tuple(dataset.sample_shape), "--num-samples")
         check_sample_count(dataset, n)
         if workers < 1:
             raise UsageError("--workers must be at least 1")

@@ -29,7 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from diffctl.errors import UsageError
+from diffctl.errors import StorageError, UsageError
 
 
 class CheckpointError(UsageError):
@@ -78,6 +78,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _reason(exc: BaseException) -> str:
+    """The cause of a failed write in a few words (``No space left on device``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def write_pointer(path: Path, target: str) -> None:
     """Atomically replace a pointer file with the name of a checkpoint folder."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -112,9 +120,13 @@ def save_checkpoint(
     ema: torch.nn.Module | None = None,
 ) -> Path:
     """Write checkpoint ``directory/name`` atomically and point ``last`` at it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(directory)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=directory))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(directory)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=directory))
+    except OSError as exc:
+        raise StorageError(f"cannot write checkpoint {name} in {directory}: "
+                           f"{exc.strerror or exc}") from None
     try:
         save_file(_state_dict(model), str(staging / "model.safetensors"))
         if ema is not None:
@@ -130,6 +142,12 @@ def save_checkpoint(
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
+    except (OSError, SafetensorError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        kept = [p.name for p in list_checkpoints(directory)]
+        raise StorageError(f"cannot write checkpoint {name} in {directory} "
+                           f"({_reason(exc)}); the earlier checkpoints are kept "
+                           f"({', '.join(kept) if kept else 'none yet'})") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -181,6 +199,27 @@ def load_checkpoint(
             raise CheckpointError(f"optimizer state of {path} does not fit the model "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0]})") \
                 from None
+    return state
+
+
+def verify_checkpoint(path: Path, *, need_optimizer: bool = False,
+                      need_ema: bool = False) -> dict[str, Any]:
+    """Check a checkpoint folder without loading it into a model: a readable state.json, the
+    tensor files present (the optimizer's and the EMA's when needed) and matching the
+    checksums the state records. Returns the state."""
+    state = read_state(path)
+    required = ["model.safetensors"]
+    if need_optimizer:
+        required.append("optimizer.safetensors")
+    if need_ema:
+        required.append("ema.safetensors")
+    for name in required:
+        if not (path / name).is_file():
+            raise CheckpointError(f"checkpoint {path} lacks {name}")
+    for name, expected in (state.get("files") or {}).items():
+        if (path / name).exists() and file_sha256(path / name) != expected:
+            raise CheckpointError(f"checkpoint file {path / name} does not match the checksum "
+                                  "in its state.json: the file is damaged")
     return state
 
 

@@ -40,15 +40,23 @@ class TrainingDiverged(DiffctlError):
 
 
 def pick_device(choice: str = "auto") -> torch.device:
-    """cuda > mps > cpu for ``auto``; an explicit choice that is unavailable is a usage error."""
+    """cuda > mps > cpu for ``auto``; ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` as given. An
+    unknown or unavailable device is a one-line usage error."""
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UsageError("train.device 'cuda' requested but CUDA is not available here "
+    kind, _, index = str(choice).partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()) or \
+            (index and kind != "cuda"):
+        raise UsageError(f"unknown device {choice!r}: use auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {choice!r} requested but CUDA is not available here "
                          "(use auto or cpu)")
-    if choice == "mps" and not has_mps:
-        raise UsageError("train.device 'mps' requested but MPS is not available here "
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise UsageError(f"device {choice!r} requested but this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not has_mps:
+        raise UsageError(f"device {choice!r} requested but MPS is not available here "
                          "(use auto or cpu)")
     return torch.device(choice)
 
