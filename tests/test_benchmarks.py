@@ -49,3 +49,19 @@ def test_eval_workers_compares_one_and_two_workers() -> None:
     out = bench("eval_workers.py", "--checkpoints", "2", "--num-samples", "100", "--steps",
                 "10", "--workers", "2")
     assert "2 checkpoints" in out and "workers=1 threads=1:" in out and "speed-up" in out
+
+
+@pytest.mark.slow
+def test_hardware_fraction_quick() -> None:
+    out = bench("hardware_fraction.py", "--quick")
+    lines = [line for line in out.splitlines() if line.startswith("dit-tiny")]
+    assert len(lines) == 1 and "fraction" in out
+    fraction = float(lines[0].split()[-1])
+    assert 0 < fraction < 10  # a ratio was computed (its size on a noisy machine is not)
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_on_the_cpu() -> None:
+    out = bench("gpu_check.py", "--quick", "--device", "cpu")
+    assert "diffctl GPU check" in out and "dit-tiny   fp32" in out
+    assert "FID (lenet-mnist" in out and "DDP 2 processes:" in out
