@@ -113,7 +113,8 @@ class LPIPS:
     def weights_path(self) -> Path:
         filename, size, url = backbone_file(self.config.net)
         return find_weights(f"lpips {self.config.net} backbone", self.config.backbone_weights,
-                            filename, size, url, "backbone_weights")
+                            filename, size, url, "backbone_weights",
+                            fetch=f"lpips-{self.config.net}")
 
     def model(self) -> torch.nn.Module:
         if self._model is None:

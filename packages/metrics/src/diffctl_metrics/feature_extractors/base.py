@@ -45,11 +45,12 @@ def hub_checkpoints_dir() -> Path:
 
 
 def find_weights(what: str, configured: str | None, filename: str, size: str, url: str,
-                 setting: str) -> Path:
+                 setting: str, fetch: str | None = None) -> Path:
     """The weights file: ``configured`` if given, else ``filename`` in the hub cache.
 
-    Raises a one-line :class:`UsageError` naming the file, its size, where it comes from and
-    where to put it: nothing is ever downloaded.
+    Raises a one-line :class:`UsageError` naming the file, its size, the command that fetches
+    it (``diffctl weights fetch <fetch>``) and where to put it by hand: nothing is downloaded
+    unless asked.
     """
     if configured:
         path = Path(configured).expanduser()
@@ -59,8 +60,9 @@ def find_weights(what: str, configured: str | None, filename: str, size: str, ur
         return path
     path = hub_checkpoints_dir() / filename
     if not path.is_file():
+        how = f"run 'diffctl weights fetch {fetch}', or " if fetch else ""
         raise UsageError(f"{what} weights not found offline: need {filename} ({size}, from "
-                         f"{url}); put it in {path.parent}/ or set {setting}")
+                         f"{url}); {how}put it in {path.parent}/ or set {setting}")
     return path
 
 

@@ -56,7 +56,8 @@ class InceptionV3Compat(FidelityFeatureExtractor):
     def weights_path(self) -> Path:
         return find_weights("inception-v3-compat", self.config.weights_path, WEIGHTS_FILENAME,
                             WEIGHTS_SIZE, WEIGHTS_URL,
-                            "feature_extractor_weights (the extractor's weights_path)")
+                            "feature_extractor_weights (the extractor's weights_path)",
+                            fetch="inception-v3-compat")
 
     def fidelity_kwargs(self) -> dict[str, Any]:
         path = self.weights_path()
