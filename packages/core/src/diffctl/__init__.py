@@ -32,6 +32,14 @@ def components(kind: str | None = None) -> list[str]:
     return get_registry().components(kind)
 
 
+def load_model(path: str, *, device: str | None = None) -> Any:
+    """A model exported by ``diffctl export`` (weights and component configs in one
+    safetensors file), ready to ``.sample(n)``: see :mod:`diffctl.runs.export`."""
+    from diffctl.runs.export import load_model as _load
+
+    return _load(path, device=device)
+
+
 def plugins() -> list[PluginInfo]:
     """Every plugin that was found, with its status, error and components."""
     return get_registry().plugins()
@@ -45,6 +53,7 @@ __all__ = [
     "create",
     "get_registry",
     "hookimpl",
+    "load_model",
     "plugins",
     "reset_registry",
 ]

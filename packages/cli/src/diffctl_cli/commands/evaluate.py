@@ -33,6 +33,9 @@ def evaluate(
                                          "real-vs-real floor at this sample size.")] = True,
     device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda or mps (default: the run's train.device).")] = None,
+    generated: Annotated[Path | None, typer.Option(
+        help="Score this folder of PNG images (e.g. from 'sample --png-dir' or another tool) "
+        "instead of the run's checkpoints.")] = None,
 ) -> None:
     """Evaluate saved checkpoints in parallel; writes eval/<time>-<settings>/ (never over an
     earlier evaluation) with the rows, floors and a metric-vs-epoch plot."""
@@ -40,6 +43,14 @@ def evaluate(
     from diffctl_cli.progress import reporting
 
     run = Run.open(run_dir)
+    if generated is not None:
+        from diffctl_cli.tables import metrics_table
+
+        result = run.evaluate_images(generated, metrics=metric, seed=seed, floors=floors,
+                                     device=device)
+        console.print(metrics_table(f"{generated}: {result['num_samples']} images",
+                                    result["metrics"], result["floors"]))
+        return
     with reporting("eval", "checkpoints") as on_progress:
         result = run.evaluate(checkpoints=checkpoints, metrics=metric, num_samples=num_samples,
                               steps=steps, seed=seed, workers=workers, threads=threads,

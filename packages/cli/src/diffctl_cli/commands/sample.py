@@ -14,7 +14,15 @@ console = make_console()
 
 
 def sample(
-    run_dir: Annotated[Path, typer.Option("--run", help="Run directory.")],
+    run_dir: Annotated[Path | None, typer.Option("--run", help="Run directory.")] = None,
+    model_file: Annotated[Path | None, typer.Option(
+        "--model", help="A model file written by 'diffctl export' (instead of --run).")]
+    = None,
+    out: Annotated[Path | None, typer.Option(
+        help="With --model: folder for the samples (default ./samples).")] = None,
+    png_dir: Annotated[Path | None, typer.Option(
+        help="Images: also write one PNG per sample into this folder (labels.csv for "
+        "class-conditional runs), e.g. for external FID tools.")] = None,
     sampler: Annotated[str | None, typer.Option(help="Sampler (default: the run's).")] = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
     num_samples: Annotated[int | None, typer.Option(help="How many samples.")] = None,
@@ -50,8 +58,19 @@ def sample(
     from diffctl.runs import Run
     from diffctl_cli.progress import reporting
 
-    run = Run.open(run_dir)
+    if (run_dir is None) == (model_file is None):
+        raise UsageError("pass one of --run (a run directory) or --model (an exported model)")
     options = _sampler_options(set_ or [])
+    if model_file is not None:
+        if inpaint or progressive or grid or not metrics or strict or checkpoint != "last":
+            raise UsageError("with --model: --num-samples, --steps, --sampler, --seed, "
+                             "--label, --guidance, --set, --png-dir and --out only")
+        _sample_model(model_file, out or Path("samples"), png_dir, sampler, options, steps,
+                      num_samples, seed, label, guidance, device)
+        return
+    if out is not None:
+        raise UsageError("--out goes with --model; run samples go to <run>/samples/")
+    run = Run.open(run_dir)
     if (grid or progressive) and run.data_kind != "images":
         raise UsageError("--grid and --progressive are for image runs")
     if inpaint:
@@ -62,12 +81,66 @@ def sample(
                                  strict=strict, on_progress=on_progress)
         _show_inpaint(run, result)
         return
+    if png_dir is not None and run.data_kind != "images":
+        raise UsageError("--png-dir is for image runs")
     with reporting("sample") as on_progress:
         result = run.sample(checkpoint=checkpoint, sampler=sampler, sampler_options=options,
                             steps=steps, num_samples=num_samples, seed=seed, label=label,
                             guidance_scale=guidance, device=device, progression=progressive,
                             metrics=metrics, strict=strict, on_progress=on_progress)
     _show_samples(run, result, grid)
+    if png_dir is not None:
+        from diffctl.runs.export import write_pngs
+
+        paths = write_pngs(result.samples, png_dir, _labels(run, result))
+        console.print(f"PNGs: {len(paths)} files in {png_dir}")
+
+
+def _labels(run, result):
+    """Each sample's class for labels.csv: the forced label, else i mod num_classes."""
+    import torch
+
+    if result.labels is not None:
+        return result.labels
+    k = run.config.denoiser.options().get("num_classes")
+    return torch.arange(len(result.samples)) % k if k else None
+
+
+def _sample_model(path: Path, out: Path, png_dir: Path | None, sampler, options, steps,
+                  num_samples, seed, label, guidance, device) -> None:
+    """``sample --model``: draw from an exported model file, no run directory."""
+    import time
+
+    import numpy as np
+
+    import diffctl
+
+    model = diffctl.load_model(str(path), device=device)
+    if guidance is not None:
+        options = {**options, "guidance_scale": guidance}
+    n = num_samples or model.config.sample.num_samples
+    started = time.perf_counter()
+    samples = model.sample(n, steps=steps, seed=seed, sampler=sampler, sampler_options=options,
+                           label=label)
+    out.mkdir(parents=True, exist_ok=True)
+    name = sampler or model.config.sampler.name
+    k = steps or model.config.sample.num_steps
+    seed = model.config.seed if seed is None else seed
+    target = out / f"{path.stem}-{name}-{k}steps-{n}-seed{seed}.npy"
+    np.save(target, samples.numpy())
+    console.print(f"wrote {target} ({n} samples, {name}, {k} steps, "
+                  f"{time.perf_counter() - started:.1f} s)")
+    if png_dir is not None:
+        from diffctl.runs.export import write_pngs
+
+        num_classes = model.config.denoiser.options().get("num_classes")
+        labels = None
+        if num_classes:
+            import torch
+
+            labels = torch.full((n,), label) if label is not None else torch.arange(n) % \
+                num_classes
+        console.print(f"PNGs: {len(write_pngs(samples, png_dir, labels))} files in {png_dir}")
 
 
 def _sampler_options(overrides: list[str]) -> dict:

@@ -562,6 +562,38 @@ class Run:
         self.dir.write_json(result.path.name, report)
         return result
 
+    def evaluate_images(self, folder: Path | str, *, metrics: list[str] | None = None,
+                        seed: int | None = None, floors: bool = True,
+                        device: str | None = None) -> dict[str, Any]:
+        """Score a folder of PNG images made elsewhere (or by ``sample --png-dir``) with this
+        run's metrics against the real sample of the ``reference`` stream of ``seed`` (default:
+        the run's) and floors at the folder's image count. Model metrics (test-loss) need a
+        model and are left out."""
+        from diffctl.runs.export import read_pngs
+
+        cfg, registry = self.config, self.registry
+        if self.data_kind != "images":
+            raise UsageError("--generated takes a folder of images; this run's data are points")
+        names = [m for m in (metrics or cfg.eval.metrics)
+                 if registry.metric_info(m).input == "samples"]
+        if not names:
+            raise UsageError("no sample metric to score the images with: pass --metric")
+        _check_sweep_metrics(self, names)
+        dataset = build_dataset(cfg, registry)
+        images = read_pngs(folder, tuple(dataset.sample_shape))
+        check_sample_count(dataset, len(images))
+        seed = cfg.seed if seed is None else seed
+        real = dataset.reference(len(images), stream_seed(seed, "reference"))
+        options = metric_options_on(cfg, registry, pick_device(device or cfg.train.device))
+        metadata: dict[str, Any] = {}
+        values = metric_values(registry, names, images, real, options, metadata=metadata)
+        result = {"folder": str(folder), "num_samples": len(images), "metrics": values,
+                  "floors": {}, "metric_metadata": metadata}
+        if floors and cfg.eval.floor_draws:
+            result["floors"] = metric_floors(registry, names, options, dataset, len(images),
+                                             cfg.eval.floor_draws, seed)
+        return result
+
     def evaluate(self, *, checkpoints: str = "all", metrics: list[str] | None = None,
                  num_samples: int | None = None, steps: int | None = None,
                  seed: int | None = None, workers: int = 1, threads: int | None = None,
