@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from diffctl.runs.comparison import floor_excess
 from diffctl.runs.evaluation import floor_ratio
 
 
@@ -14,9 +15,22 @@ def fmt(value: Any) -> str:
                                                                    else str(value))
 
 
+def _direction(name: str) -> bool:
+    """Whether a larger value of ``name`` is better (False for unregistered secondary keys)."""
+    from diffctl.errors import UnknownComponentError
+    from diffctl.registry import get_registry
+
+    try:
+        return get_registry().metric_info(name).higher_is_better
+    except UnknownComponentError:
+        return False
+
+
 def metrics_table(title: str, values: dict[str, float], floors: dict[str, dict]) -> Table:
     """Each value next to its real-vs-real floor (mean, p95) and their ratio: to the mean, or
-    for estimators centred on zero (unbiased MMD², KID) to the p95 (docs/design.md)."""
+    for estimators centred on zero (unbiased MMD², KID) to the p95 (docs/design.md). A value
+    at or beyond its floor's reference reads "at floor": no better than real data can be
+    measured at this sample size."""
     table = Table(title=title)
     for col in ("metric", "value", "floor mean", "floor p95", "value / floor"):
         table.add_column(col, justify="right" if col != "metric" else "left")
@@ -25,6 +39,8 @@ def metrics_table(title: str, values: dict[str, float], floors: dict[str, dict])
         if floor:
             ratio, label = floor_ratio(value, floor)
             shown = "-" if ratio is None else f"{ratio:.2f}" + (f" {label}" if label else "")
+            if ratio is not None and floor_excess(value, floor, _direction(name)) == 0:
+                shown = "at floor"
             table.add_row(name, fmt(value), fmt(floor["mean"]), fmt(floor["p95"]), shown)
         else:
             table.add_row(name, fmt(value), "", "", "")
