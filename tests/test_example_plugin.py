@@ -25,7 +25,8 @@ import yaml
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "diffctl-plugin-example"
 #: a distribution whose plugin fails to import (see tests/test_plugin_broken.py)
 BROKEN = Path(__file__).resolve().parent / "fixtures" / "broken-plugin"
-COMPONENTS = {"dataset:spiral", "sampler:euler-maruyama", "metric:energy-distance"}
+COMPONENTS = {"dataset:spiral", "sampler:euler-maruyama", "metric:energy-distance",
+              "logger:markdown"}
 # a run small enough for a unit test (compare tests/test_run_2d.py's SMALL)
 SMALL = ["dataset.n=2000", "train.epochs=2", "train.batch_size=128", "sample.num_samples=300",
          "sample.num_steps=20", "eval.floor_draws=5", "sample.progression_samples=50"]

@@ -24,8 +24,9 @@ def test_plugin_and_every_component_conform() -> None:
     report = check_plugin(plugin)
     assert report["plugin"] == ["loads", "registers", "lazy-imports", "commands"]
     assert set(report) == {"plugin", "dataset:spiral", "sampler:euler-maruyama",
-                           "metric:energy-distance"}
+                           "metric:energy-distance", "logger:markdown"}
     assert "gaussian" in report["sampler:euler-maruyama"]
+    assert {"records", "resume", "stays-inside"} <= set(report["logger:markdown"])
     assert "symmetric" in report["metric:energy-distance"]
 
 

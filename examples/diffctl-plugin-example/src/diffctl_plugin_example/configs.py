@@ -31,3 +31,7 @@ class EnergyDistanceConfig(ComponentConfig):
         "distributions.")
     block_size: int = Field(1024, ge=1,
                             description="Rows per block of pairwise distances (memory bound).")
+
+
+class MarkdownLoggerConfig(ComponentConfig):
+    """log.md in the run directory (no settings)."""

@@ -7,7 +7,12 @@ Factories are ``"module:attribute"`` strings and the command's body imports what
 from __future__ import annotations
 
 from diffctl import hookimpl
-from diffctl_plugin_example.configs import EnergyDistanceConfig, EulerMaruyamaConfig, SpiralConfig
+from diffctl_plugin_example.configs import (
+    EnergyDistanceConfig,
+    EulerMaruyamaConfig,
+    MarkdownLoggerConfig,
+    SpiralConfig,
+)
 
 _PKG = "diffctl_plugin_example"
 
@@ -24,6 +29,9 @@ def register_components(registry) -> None:
                  config=EnergyDistanceConfig,
                  summary="Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| (Szekely & Rizzo); 0 "
                          "for identical samples.")
+    registry.add("logger", "markdown", factory=f"{_PKG}.markdown_log:MarkdownLogger",
+                 config=MarkdownLoggerConfig,
+                 summary="One markdown table row per evaluated metric, in log.md.")
 
 
 @hookimpl

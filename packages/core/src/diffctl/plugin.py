@@ -14,6 +14,7 @@ from diffctl.datasets.image_configs import (
 )
 from diffctl.evaluation.configs import TestLossConfig
 from diffctl.hookspecs import hookimpl
+from diffctl.loggers.configs import CsvLoggerConfig, JsonlLoggerConfig, TensorBoardLoggerConfig
 from diffctl.samplers.configs import (
     AncestralConfig,
     DDIMConfig,
@@ -84,3 +85,11 @@ def register_components(registry) -> None:
         config=TestLossConfig,
         summary="Denoising loss on the held-out split, averaged over evenly spread timesteps.",
         input="model")
+    # loggers (kind "logger"): where training and evaluation records go; jsonl is always on
+    add("logger", "jsonl", factory="diffctl.loggers.jsonl:JsonlLogger", config=JsonlLoggerConfig,
+        summary="train.jsonl and metrics.jsonl in the run directory (always on).")
+    add("logger", "csv", factory="diffctl.loggers.csv_logger:CsvLogger", config=CsvLoggerConfig,
+        summary="train.csv and metrics.csv in the run directory.")
+    add("logger", "tensorboard", factory="diffctl.loggers.tensorboard:TensorBoardLogger",
+        config=TensorBoardLoggerConfig,
+        summary="TensorBoard event files: losses, metrics with floors, sample grids.")

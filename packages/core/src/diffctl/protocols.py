@@ -121,3 +121,32 @@ class ModelMetric(Protocol):
 
     def score_model(self, denoiser: Denoiser, scheduler: Scheduler, data: torch.Tensor,
                     labels: torch.Tensor | None = None, seed: int = 0) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """Receives a run's records (kind ``logger``); only rank 0 of a distributed run has one.
+
+    ``open(directory, start_step)`` before the first record: the run directory to write into
+    and the step training starts from (0, or a resumed checkpoint's step: records past it
+    from an interrupted run must be dropped or superseded). ``log_step`` gets the training
+    record every ``train.log_every`` steps (loss, lr, steps_per_second, epoch);
+    ``log_eval`` each checkpoint evaluation (every metric, epoch, times; ``floors`` None) and
+    the final evaluation (every metric, with ``floors``: the real-vs-real floors, possibly
+    empty); ``log_images`` sample grids ((N, C, H, W) in [-1, 1]) when the logger's
+    ``wants_images`` is true. Values may include non-numbers (metadata): skip what you
+    cannot store. ``close`` ends the run.
+    """
+
+    wants_images: bool
+
+    def open(self, directory: Any, start_step: int) -> None: ...
+
+    def log_step(self, step: int, record: dict[str, Any]) -> None: ...
+
+    def log_eval(self, step: int, record: dict[str, Any],
+                 floors: dict[str, dict[str, Any]] | None = None) -> None: ...
+
+    def log_images(self, step: int, tag: str, images: torch.Tensor) -> None: ...
+
+    def close(self) -> None: ...

@@ -45,6 +45,7 @@ KINDS: tuple[str, ...] = (
     "sampler",
     "metric",
     "feature-extractor",
+    "logger",
 )
 
 _NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

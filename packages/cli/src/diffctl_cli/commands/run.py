@@ -28,6 +28,9 @@ CheckpointOpt = Annotated[str | None, typer.Option(
     "default <run>-from-<checkpoint>); the original run is left as it is.")]
 EpochsOpt = Annotated[int | None, typer.Option(
     help="With --resume: train to this many epochs in all (extends a finished run).")]
+LoggerOpt = Annotated[list[str] | None, typer.Option(
+    "--logger", help="Also log to this logger (csv, tensorboard or a plugin's; repeatable); "
+    "jsonl is always on.")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="With --resume: refuse a damaged newest checkpoint instead of falling "
     "back to the newest intact one.")]
@@ -40,6 +43,7 @@ def run(
     scheduler: SchedulerOpt = None,
     sampler: Annotated[str | None, typer.Option(help="Sampler name.")] = None,
     metric: Annotated[list[str] | None, typer.Option(help="Metric (repeatable).")] = None,
+    logger: LoggerOpt = None,
     set_: SetOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = None,
@@ -55,7 +59,8 @@ def run(
     Defaults follow the components you name: --denoiser dit alone trains on the bundled
     digits with the DiT's CPU-sized recipe; --dataset alone picks a fitting denoiser."""
     choices = dict(config=config, dataset=dataset, denoiser=denoiser, scheduler=scheduler,
-                   sampler=sampler, metric=metric, set=set_, seed=seed, steps=steps)
+                   sampler=sampler, metric=metric, logger=logger, set=set_, seed=seed,
+                   steps=steps)
     _execute(choices, out, resume, checkpoint, epochs, plots, evaluate=True, strict=strict)
 
 
@@ -64,6 +69,7 @@ def train(
     dataset: DatasetOpt = None,
     denoiser: DenoiserOpt = None,
     scheduler: SchedulerOpt = None,
+    logger: LoggerOpt = None,
     set_: SetOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = None,
@@ -74,7 +80,7 @@ def train(
 ) -> None:
     """Train only: checkpoints and metrics.jsonl, no final sampling."""
     choices = dict(config=config, dataset=dataset, denoiser=denoiser, scheduler=scheduler,
-                   set=set_, seed=seed)
+                   logger=logger, set=set_, seed=seed)
     _execute(choices, out, resume, checkpoint, epochs, True, evaluate=False, strict=strict)
 
 
@@ -157,10 +163,13 @@ def _config(choices: dict):
     from diffctl.runs.config import compose, load_yaml
 
     data = load_yaml(choices["config"]) if choices.get("config") else None
+    overrides = list(choices.get("set") or [])
+    if choices.get("logger"):
+        overrides.insert(0, f"train.loggers=[{', '.join(choices['logger'])}]")
     return compose(data, dataset=choices.get("dataset"), denoiser=choices.get("denoiser"),
                    scheduler=choices.get("scheduler"), sampler=choices.get("sampler"),
                    metrics=choices.get("metric"), seed=choices.get("seed"),
-                   steps=choices.get("steps"), overrides=choices.get("set") or [])
+                   steps=choices.get("steps"), overrides=overrides)
 
 
 def _print_report(report: dict) -> None:

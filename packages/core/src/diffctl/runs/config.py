@@ -308,9 +308,23 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
         options = spec.make_config({**for_data, **dataset_defaults.get(metric, {}),
                                     **config.eval.metric_options.get(metric, {})})
         config.eval.metric_options[metric] = options.model_dump(mode="json")
+    _check_loggers(config, registry)
     _check_consistency(config)
     check_metrics(config, registry, user_options, kind)
     return config
+
+
+def _check_loggers(config: RunConfig, registry) -> None:
+    """Every logger registered, jsonl first, options validated by each logger's config."""
+    from diffctl.runs.loggers import logger_names
+
+    names = logger_names(config.train.loggers)
+    for name in [*names, *config.train.logger_options]:
+        spec = registry.get("logger", name)
+        options = spec.make_config(config.train.logger_options.get(name, {}))
+        if name in config.train.logger_options:
+            config.train.logger_options[name] = options.model_dump(mode="json")
+    config.train.loggers = names
 
 
 def _built_data_kind(config: RunConfig, registry) -> str:

@@ -44,6 +44,7 @@ from diffctl.runs.evaluation import (
     metric_values,
     split_labels,
 )
+from diffctl.runs.loggers import RunLoggers
 from diffctl.runs.resources import check_samples
 from diffctl.runs.results import (
     EvalResult,
@@ -80,6 +81,7 @@ class Run:
         self.registry = registry or get_registry()
         self._trainer: Trainer | None = None
         self._components: Components | None = None  # what the trainer of this process uses
+        self._loggers: RunLoggers | None = None
 
     @property
     def path(self) -> Path:
@@ -287,19 +289,27 @@ class Run:
                                         metadata)
             return values
 
+        loggers = self._loggers = RunLoggers(registry, config.train.loggers,
+                                             config.train.logger_options) if main else None
+
         def on_eval(state: TrainState, values: dict[str, float]) -> None:
-            if main:
+            if loggers is not None:
                 extra = {"metric_metadata": dict(metadata)} if metadata else {}
-                self.dir.append_line(files.METRICS_LOG, {
-                    "step": state.step, "epoch": state.epoch,
-                    "train_seconds": round(state.train_seconds, 3),
+                loggers.log_eval(state.step, {
+                    "epoch": state.epoch, "train_seconds": round(state.train_seconds, 3),
                     "wall_seconds": round(time.time() - started, 3), **values, **extra})
+                if loggers.wants_images and components.images:
+                    model = self._trainer.eval_model() if self._trainer else components.denoiser
+                    grid = generate(components, model, 16, config.sample.num_steps,
+                                    stream_seed(config.seed, "checkpoint-sample"), 16)
+                    loggers.log_images(state.step, "samples", grid)
 
         def log_step(event: StepEvent) -> None:
-            if main and (event.step % config.train.log_every == 0 or event.step == 1):
-                self.dir.append_line(files.TRAIN_LOG, {
-                    "step": event.step, "epoch": event.epoch, "loss": event.loss,
-                    "lr": event.lr, "steps_per_second": round(event.steps_per_second, 3)})
+            if loggers is not None and (event.step % config.train.log_every == 0
+                                        or event.step == 1):
+                loggers.log_step(event.step, {
+                    "epoch": event.epoch, "loss": event.loss, "lr": event.lr,
+                    "steps_per_second": round(event.steps_per_second, 3)})
             if on_step is not None:
                 on_step(event)
 
@@ -357,7 +367,13 @@ class Run:
 
     def _fit(self, trainer: Trainer, components: Components) -> dict[str, Any]:
         self._trainer, self._components = trainer, components
-        state = trainer.fit()
+        if self._loggers is not None:
+            self._loggers.open(self.path, trainer.state.step)
+        try:
+            state = trainer.fit()
+        finally:
+            if self._loggers is not None:
+                self._loggers.close()
         if dist_info().is_main:
             self.dir.write_json(files.LOSSES, state.losses)
         return self.train_summary()
@@ -396,7 +412,26 @@ class Run:
                                            self.dir, self._sample_batch(components),
                                            on_progress)}
         self.dir.write_json(files.REPORT, report)
+        self._log_final(report, components)
         return report
+
+    def _log_final(self, report: dict[str, Any], components: Components) -> None:
+        """The final metrics (with floors) and samples to the loggers other than jsonl,
+        whose report is metrics.json."""
+        loggers = RunLoggers(self.registry, self.config.train.loggers,
+                             self.config.train.logger_options, include_jsonl=False)
+        if not loggers:
+            return
+        step = int(report["train"].get("step") or 0)
+        ev = report["eval"]
+        loggers.open(self.path, step)
+        try:
+            loggers.log_eval(step, dict(ev["metrics"]), dict(ev["floors"]))
+            if components.images and loggers.wants_images:
+                samples = np.load(self.dir.file(files.SAMPLES))[:64]
+                loggers.log_images(step, "final samples", torch.from_numpy(samples))
+        finally:
+            loggers.close()
 
     def _sample_batch(self, components: Components) -> int:
         return self.config.sample.batch_size or default_batch_size(

@@ -31,6 +31,7 @@ _EXPORTS = {
     "check_sampler": "diffctl.testing.sampler",
     "GaussianDenoiser": "diffctl.testing.sampler",
     "check_metric": "diffctl.testing.metric",
+    "check_logger": "diffctl.testing.logger",
     "check_component": "diffctl.testing.component",
     "check_plugin": "diffctl.testing.component",
     "CHECKS": "diffctl.testing.component",

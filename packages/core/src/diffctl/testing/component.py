@@ -17,6 +17,7 @@ from diffctl.testing._support import Builder, Checks, ConformanceError, NotAppli
 from diffctl.testing.config import CONFIG_CHECKS, config_checks
 from diffctl.testing.dataset import check_dataset
 from diffctl.testing.denoiser import check_denoiser
+from diffctl.testing.logger import check_logger
 from diffctl.testing.metric import check_metric
 from diffctl.testing.registry import isolated_registry, use_registry
 from diffctl.testing.sampler import check_sampler
@@ -29,6 +30,7 @@ CHECKS: dict[str, Callable[..., list[str]]] = {
     "scheduler": check_scheduler,
     "sampler": check_sampler,
     "metric": check_metric,
+    "logger": check_logger,
 }
 
 #: Modules that must stay unimported while plugins are listed (``diffctl list`` stays fast).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -39,3 +39,9 @@ class TrainConfig(ComponentConfig):
         "(weights, optimiser and EMA stay float32).")
     compile: bool = Field(False, description="Train through torch.compile(model) (the "
                           "checkpoints hold the plain module's weights).")
+    loggers: list[str] = Field(
+        default_factory=lambda: ["jsonl"], description="Where training and evaluation records "
+        "go (kind logger): jsonl is always on; csv, tensorboard or a plugin's.")
+    logger_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Config of each logger by name, e.g. "
+        "{tensorboard: {images: false}}.")
