@@ -33,6 +33,9 @@ def evaluate(
                                          "real-vs-real floor at this sample size.")] = True,
     device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda or mps (default: the run's train.device).")] = None,
+    devices: Annotated[str | None, typer.Option(
+        help="Comma-separated devices (cuda:0,cuda:1); checkpoints are assigned round-robin, "
+        "so --workers N spreads over them.")] = None,
     generated: Annotated[Path | None, typer.Option(
         help="Score this folder of PNG images (e.g. from 'sample --png-dir' or another tool) "
         "instead of the run's checkpoints.")] = None,
@@ -54,7 +57,9 @@ def evaluate(
     with reporting("eval", "checkpoints") as on_progress:
         result = run.evaluate(checkpoints=checkpoints, metrics=metric, num_samples=num_samples,
                               steps=steps, seed=seed, workers=workers, threads=threads,
-                              device=device, floors=floors, on_progress=on_progress)
+                              device=device, floors=floors, on_progress=on_progress,
+                              devices=[d.strip() for d in devices.split(",") if d.strip()]
+                              if devices else None)
     metrics = result.metrics
     table = Table(title=f"{len(result.rows)} checkpoints, {result.workers} worker(s), "
                   f"{result.num_samples} samples, {result.seconds:.1f} s")

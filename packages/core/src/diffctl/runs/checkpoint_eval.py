@@ -7,7 +7,8 @@ core and N workers share them.
 
 A checkpoint that cannot be evaluated (unreadable, damaged, a metric failing on it) becomes a
 failure row ``{"checkpoint", "error"}`` and the others go on; a worker process that dies is
-reported and its checkpoints are tried once more in a fresh pool.
+reported and the checkpoints its pool lost are tried once more, each in a process of its own
+(so the one that kills its worker cannot take the others with it).
 
 Metrics with expensive real-side work (FID's reference statistics, KID's and precision/
 recall's reference features) expose ``prepare_reference(real, folder)``. The parent calls it
@@ -19,6 +20,7 @@ overrides that point at it (``reference_stats`` / ``reference_features``).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import tempfile
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from diffctl.errors import DiffctlError
+
+log = logging.getLogger("diffctl")
 
 #: Thread-count variables of the numerical libraries (OpenMP, OpenBLAS, MKL, ...).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -127,15 +131,28 @@ def _init_worker(threads: int) -> None:
     get_registry()
 
 
+def assign_devices(checkpoints: list[str], devices: list[str] | None,
+                   device: str | None = None) -> dict[str, str | None]:
+    """The device of each checkpoint: round-robin over ``devices`` (``cuda:0,cuda:1``), so
+    ``--workers N`` spreads over them; else ``device`` (None: the run's train.device)."""
+    if not devices:
+        return dict.fromkeys(checkpoints, device)
+    return {c: devices[i % len(devices)] for i, c in enumerate(checkpoints)}
+
+
 def evaluate_checkpoints(run_dir: Path, checkpoints: list[str], metrics: list[str],
                          num_samples: int, num_steps: int, seed: int, workers: int = 1,
                          device: str | None = None, threads: int | None = None,
-                         on_progress: Callable[[int, int], None] | None = None
+                         on_progress: Callable[[int, int], None] | None = None,
+                         devices: list[str] | None = None,
+                         task: Callable[..., dict[str, Any]] | None = None
                          ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Evaluate ``checkpoints`` of ``run_dir`` with ``workers`` processes on ``device``
-    (default: the run's train.device), each using ``threads`` threads (default: its share of
-    the cores). Returns (rows in epoch order, failures); ``on_progress(done, total)`` after
-    each checkpoint."""
+    (default: the run's train.device) or round-robin over ``devices``, each process using
+    ``threads`` threads (default: its share of the cores). Returns (rows in epoch order,
+    failures); ``on_progress(done, total)`` after each checkpoint. ``task`` replaces
+    :func:`evaluate_checkpoint` (a module-level function with its arguments; tests)."""
+    task = task or evaluate_checkpoint
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     total = len(checkpoints)
     done = 0
@@ -150,35 +167,35 @@ def evaluate_checkpoints(run_dir: Path, checkpoints: list[str], metrics: list[st
 
     with tempfile.TemporaryDirectory(prefix="diffctl-sweep-") as folder:
         _, overrides = prepare_references(run_dir, metrics, num_samples, seed, folder)
+        placed = assign_devices(checkpoints, devices, device)
         args = {c: (str(run_dir), c, metrics, num_samples, num_steps, seed, threads, True,
-                    overrides, device) for c in checkpoints}
+                    overrides, placed[c]) for c in checkpoints}
         if workers == 1:
             for c in checkpoints:
-                finished(evaluate_checkpoint(*args[c]))
+                finished(task(*args[c]))
         else:
-            pending = list(checkpoints)
-            for attempt in range(2):  # a pool whose worker died is replaced once
-                lost = _pool_round(pending, args, workers, threads, finished)
-                if not lost:
-                    break
-                pending = lost
-                if attempt == 1:
-                    for c in lost:
-                        finished({"checkpoint": c, "error": "its worker process died twice "
-                                  "(out of memory or killed?)"})
+            lost = _pool_round(task, list(checkpoints), args, workers, threads, finished)
+            if lost:  # a dead worker takes the pool's pending work with it: retry each alone
+                log.warning("a worker process died while evaluating %s; trying each once "
+                            "more on its own", ", ".join(lost))
+            for c in lost:
+                if _pool_round(task, [c], args, 1, threads, finished):
+                    finished({"checkpoint": c, "error": "its worker process died twice "
+                              "(out of memory or killed?)"})
     failures = [r for r in rows if "error" in r]
     good = sorted((r for r in rows if "error" not in r), key=lambda r: r["epoch"])
     return good, [{"checkpoint": r["checkpoint"], "error": r["error"]} for r in failures]
 
 
-def _pool_round(pending: list[str], args: dict[str, tuple], workers: int, threads: int,
+def _pool_round(task: Callable[..., dict[str, Any]], pending: list[str],
+                args: dict[str, tuple], workers: int, threads: int,
                 finished: Callable[[dict[str, Any]], None]) -> list[str]:
     """Run ``pending`` checkpoints in one process pool; returns those lost to a dead worker."""
     ctx = mp.get_context("spawn")
     lost: list[str] = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(threads,)) as pool:
-        futures = {pool.submit(evaluate_checkpoint, *args[c]): c for c in pending}
+        futures = {pool.submit(task, *args[c]): c for c in pending}
         for future in as_completed(futures):
             try:
                 finished(future.result())

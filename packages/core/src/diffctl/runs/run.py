@@ -632,8 +632,8 @@ class Run:
     def evaluate(self, *, checkpoints: str = "all", metrics: list[str] | None = None,
                  num_samples: int | None = None, steps: int | None = None,
                  seed: int | None = None, workers: int = 1, threads: int | None = None,
-                 device: str | None = None, floors: bool = True,
-                 on_progress: Progress = None) -> EvalResult:
+                 device: str | None = None, devices: list[str] | None = None,
+                 floors: bool = True, on_progress: Progress = None) -> EvalResult:
         """Evaluate saved checkpoints (``all``, ``last``, ``best`` or names) in ``workers``
         processes; writes a new ``eval/<time>-<settings>/`` folder and never touches an
         earlier one. A checkpoint that cannot be evaluated is reported in ``failures`` and
@@ -659,13 +659,17 @@ class Run:
         if steps < 1 or (T and steps > T):
             raise UsageError(f"--steps must be in [1, {T or 'T'}], got {steps}")
         seed = cfg.seed if seed is None else seed
-        run_device = pick_device(device or cfg.train.device)
+        if devices and device:
+            raise UsageError("pass --device or --devices, not both")
+        for name in devices or ():
+            pick_device(name)  # an unknown or missing device fails now, not in a worker
+        run_device = pick_device((devices or [None])[0] or device or cfg.train.device)
         settings = {"checkpoints": names, "metrics": metrics, "num_samples": n,
                     "steps": steps, "seed": seed, "device": str(run_device),
                     "sampler": cfg.sampler.name}
         started = time.perf_counter()
         rows, failures = evaluate_checkpoints(self.path, names, metrics, n, steps, seed,
-                                              workers, device, threads, on_progress)
+                                              workers, device, threads, on_progress, devices)
         seconds = time.perf_counter() - started
         floor_values: dict[str, dict[str, Any]] = {}
         if floors:
