@@ -40,11 +40,13 @@ from diffctl.runs.config import RunConfig, dump, resolve
 from diffctl.runs.directory import RunDirectory
 from diffctl.runs.evaluation import (
     check_sample_count,
+    generated_labels,
     heldout_inputs,
     metric_floors,
     metric_options_on,
     metric_values,
     reconstruction_values,
+    reference_labels,
     split_labels,
 )
 from diffctl.runs.sampling import Inpainted, default_batch_size, generate, inpaint
@@ -339,9 +341,11 @@ class Run:
                 gen = generate(components, model, n, config.sample.num_steps,
                                stream_seed(config.seed, "checkpoint-sample"),
                                self._sample_batch(components))
-                real = ds.reference(n, stream_seed(config.seed, "checkpoint-reference"))
+                ref_seed = stream_seed(config.seed, "checkpoint-reference")
+                real = ds.reference(n, ref_seed)
                 values |= metric_values(registry, during, gen, real, options, inputs,
-                                        metadata)
+                                        metadata, generated_labels(model, n),
+                                        reference_labels(ds, n, ref_seed))
             return values
 
         def on_eval(state: TrainState, values: dict[str, float]) -> None:
@@ -468,14 +472,16 @@ class Run:
                            stream_seed(config.seed, "sample"), self._sample_batch(components),
                            traj, on_progress=on_progress)
         sample_seconds = time.perf_counter() - t0
-        real = components.dataset.reference(cfg.num_samples,
-                                            stream_seed(config.seed, "reference"))
+        ref_seed = stream_seed(config.seed, "reference")
+        real = components.dataset.reference(cfg.num_samples, ref_seed)
         options = metric_options_on(config, registry, next(model.parameters()).device)
         # the model used for sampling also gets the final held-out loss
         names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
         metadata: dict[str, Any] = {}
         values = metric_values(registry, names, samples, real, options,
-                               heldout_inputs(config, components, model), metadata)
+                               heldout_inputs(config, components, model), metadata,
+                               generated_labels(model, cfg.num_samples),
+                               reference_labels(components.dataset, cfg.num_samples, ref_seed))
         result: dict[str, Any] = {"num_samples": cfg.num_samples,
                                   "sample_seconds": sample_seconds, "metrics": values,
                                   "floors": {}, "metric_metadata": metadata}
@@ -576,11 +582,14 @@ class Run:
         if label is not None:
             result.note = f"every sample has class {label}: no metrics against the data"
         if measure:
-            real = components.dataset.reference(n, stream_seed(seed, "reference"))
+            ref_seed = stream_seed(seed, "reference")
+            real = components.dataset.reference(n, ref_seed)
             options = metric_options_on(cfg, self.registry, loaded.device)
             result.real = real
-            result.metrics = metric_values(self.registry, cfg.eval.metrics, samples, real,
-                                           options, heldout_inputs(cfg, components, model))
+            result.metrics = metric_values(
+                self.registry, cfg.eval.metrics, samples, real, options,
+                heldout_inputs(cfg, components, model), None, generated_labels(model, n),
+                reference_labels(components.dataset, n, ref_seed))
             if cfg.eval.floor_draws:
                 result.floors = metric_floors(self.registry, cfg.eval.metrics, options,
                                               components.dataset, n, cfg.eval.floor_draws,
