@@ -206,6 +206,22 @@ def test_mmd_rbf_bad_samples_cannot_widen_the_kernel() -> None:
     assert fixed(x, y)["mmd_bandwidth"] == fixed(y, x)["mmd_bandwidth"] == 0.3
 
 
+def test_mmd_rbf_does_not_depend_on_the_number_of_threads() -> None:
+    """A run's metrics must not change with torch's thread count (a run and its CLI twin, a
+    sweep worker with --threads): on these inputs a whole-block torch.sum gave two values
+    over 1-3 threads."""
+    moons_ds = diffctl.create("dataset", "two-moons")
+    x, y = moons_ds.reference(2000, 0), moons_ds.reference(3000, 10)
+    metric, threads, values = diffctl.create("metric", "mmd-rbf"), torch.get_num_threads(), set()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            values.add(metric(x, y)["mmd-rbf"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(values) == 1, values
+
+
 def test_mmd_rbf_10k_by_10k_runs() -> None:
     x, y = gaussian(10_000, 10).float(), gaussian(10_000, 11).float()
     start = time.perf_counter()
@@ -239,7 +255,8 @@ def test_c2st_equals_sklearn_cross_val_score_for_knn_and_logistic() -> None:
         out = metric(gen, real)
         assert out["c2st"] == pytest.approx(expected.mean(), rel=1e-12), options
         assert out["c2st_std"] == pytest.approx(expected.std(), rel=1e-9, abs=1e-12), options
-        assert metric.metadata["num_points"] == 600
+        assert (metric.metadata["num_generated"], metric.metadata["num_real"],
+                metric.metadata["num_points"]) == (700, 600, 600)
     assert metric.metadata["n_neighbors"] is None  # logistic
 
 
@@ -271,12 +288,16 @@ def test_c2st_is_chance_for_real_data_and_high_for_a_blob() -> None:
     assert logistic(blob, moons(1000, 35))["c2st"] < 0.56
 
 
-def test_c2st_needs_as_many_points_as_folds() -> None:
+def test_c2st_needs_as_many_finite_points_as_folds() -> None:
     from diffctl.errors import UsageError
     with pytest.raises(UsageError, match="at least folds = 5"):
         diffctl.create("metric", "c2st")(gaussian(4, 0), gaussian(10, 1))
     out = diffctl.create("metric", "c2st", max_points=50)(gaussian(300, 0), gaussian(200, 1))
     assert set(out) == {"c2st", "c2st_std"}
+    broken = gaussian(100, 2)
+    broken[7, 1] = math.nan
+    with pytest.raises(UsageError, match="generated samples contain NaN"):
+        diffctl.create("metric", "c2st")(broken, gaussian(100, 3))
 
 
 # -- Wasserstein -------------------------------------------------------------------------------

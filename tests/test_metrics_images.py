@@ -430,6 +430,7 @@ def test_c2st_on_lenet_features_is_c2st_of_the_features() -> None:
     direct = diffctl.create("metric", "c2st")(lenet_features(gen), lenet_features(real))
     assert out["c2st"] == pytest.approx(direct["c2st"], abs=1e-12)
     assert metric.metadata["feature_layer"] == "128" and metric.metadata["dimension"] == 128
+    assert metric.metadata["weights_sha256"] == file_sha256(shipped_weights())
     pixels = diffctl.create("metric", "c2st")(gen, real)
     flat = diffctl.create("metric", "c2st")(gen.reshape(150, -1), real.reshape(150, -1))
     assert pixels == flat

@@ -163,18 +163,25 @@ class C2ST:
         if m < cfg.folds:
             raise UsageError(f"c2st needs at least folds = {cfg.folds} samples on each side, "
                              f"got {len(a)} and {len(b)}")
+        for sample, role in ((a, "generated"), (b, "real")):
+            if not np.isfinite(sample).all():
+                raise UsageError(f"c2st: the {role} samples contain NaN or infinite values")
         if a.shape[1] != b.shape[1]:
             raise UsageError(f"c2st: generated and real samples differ in dimension "
                              f"({a.shape[1]} and {b.shape[1]})")
+        sizes = len(a), len(b)
         a = a[subsample_indices(len(a), m, cfg.seed)]
         b = b[subsample_indices(len(b), m, cfg.seed)]
         scores = c2st_scores(a, b, cfg)
         n_train = training_points(m, cfg.folds)
+        extractor = self._extractor if layer is not None else None
         self.metadata = {
             "metric": "c2st", "classifier": cfg.classifier,
             "n_neighbors": (min(cfg.n_neighbors or default_neighbors(n_train), n_train)
                             if cfg.classifier == "knn" else None),
-            "folds": cfg.folds, "num_points": m, "dimension": int(a.shape[1]),
+            "folds": cfg.folds, "num_generated": sizes[0], "num_real": sizes[1],
+            "num_points": m, "dimension": int(a.shape[1]),
             "feature_extractor": cfg.feature_extractor, "feature_layer": layer,
+            "weights_sha256": extractor.weights_sha256() if extractor is not None else None,
         }
         return {"c2st": float(scores.mean()), "c2st_std": float(scores.std())}

@@ -125,7 +125,10 @@ def _kernel_sum(a: torch.Tensor, b: torch.Tensor, gammas: Sequence[float], block
             else:
                 for g in gammas[1:]:
                     k.add_(torch.mul(d2, -g, out=tmp).exp_())
-            s = float(k.sum())
+            # row sums, then their sum: each reduction is short enough to run on one thread,
+            # so the value does not depend on the number of threads (torch.sum of a whole
+            # block splits it between threads, which changed the last bits)
+            s = float(k.sum(dim=1).sum())
             if same and i == j:
                 total += s - float(k.diagonal().sum())
             else:
