@@ -200,6 +200,21 @@ def test_reference_is_deterministic_and_without_replacement(tmp_path: Path) -> N
         ds.reference(18, seed=0)
 
 
+def test_reference_labels_are_those_of_the_reference_images(tmp_path: Path) -> None:
+    """reference_labels(n, seed) labels exactly the images reference(n, seed) returns, from
+    the test split alone and from train + test (the images are distinct: rows identify them)."""
+    fake_mnist(tmp_path, n_train=12, n_test=5)
+    ds = diffctl.create("dataset", "mnist", root=str(tmp_path))
+    label_of = {x.numpy().tobytes(): int(y) for split in ("train", "test")
+                for x, y in zip(getattr(ds, f"{split}_tensor")(),
+                                getattr(ds, f"{split}_labels")(), strict=True)}
+    for n, seed in ((4, 3), (5, 0), (15, 1), (17, 2)):
+        labels = ds.reference_labels(n, seed)
+        assert labels.dtype == torch.int64 and labels.shape == (n,)
+        assert labels.tolist() == [label_of[x.numpy().tobytes()] for x in ds.reference(n, seed)]
+    assert ds.reference_labels(15, 1).tolist() != ds.reference_labels(15, 4).tolist()
+
+
 # -- cifar10 ----------------------------------------------------------------------------------
 def test_cifar10_layout_labels_and_limit(tmp_path: Path) -> None:
     batches = fake_cifar(tmp_path)

@@ -21,10 +21,11 @@ from diffctl import protocols
 from diffctl.errors import ConfigError
 from diffctl.evaluation.floor import metric_floor
 from diffctl_metrics._common import subsample_indices
-from diffctl_metrics.mmd import median_heuristic, mmd2_rbf
+from diffctl_metrics.c2st import default_neighbors, fold_indices
+from diffctl_metrics.mmd import halving_bandwidths, kernel_scales, median_heuristic, mmd2_rbf
 from diffctl_metrics.mode_coverage import ring_modes
 
-METRICS = ["mmd-rbf", "mmd-linear", "wasserstein", "sliced-wasserstein", "sample-stats",
+METRICS = ["c2st", "mmd-rbf", "mmd-linear", "wasserstein", "sliced-wasserstein", "sample-stats",
            "mode-coverage", "moons-distance", "moons-hist-mse", "moons-shape", "moons-overall"]
 
 
@@ -69,11 +70,25 @@ def test_mmd_rbf_equals_direct_numpy_fixed_and_multiscale_bandwidth() -> None:
         assert out["mmd_bandwidth"] == sigma
 
 
-def test_mmd_linear_equals_direct_numpy() -> None:
+def test_mmd_linear_is_the_biased_v_statistic_in_closed_form() -> None:
+    """mmd-linear = the V-statistic of eq. 5 with k = x·y (full kernel matrices, diagonals
+    included, over m² and n²) = |mean(x) - mean(y)|²: never negative, 0 for equal means."""
     x, y = gaussian(41, 2).numpy(), gaussian(23, 3, shift=0.2, scale=2.0).numpy()
-    out = diffctl.create("metric", "mmd-linear")(x, y)
-    assert out["mmd-linear"] == pytest.approx(mmd2_direct(x, y, lambda a, b: a @ b.T),
-                                              rel=1e-10, abs=1e-13)
+    metric = diffctl.create("metric", "mmd-linear")
+    value = metric(x, y)["mmd-linear"]
+    v_stat = (x @ x.T).mean() + (y @ y.T).mean() - 2 * (x @ y.T).mean()
+    assert value == pytest.approx(v_stat, rel=1e-10)
+    assert value == pytest.approx(float(np.sum((x.mean(0) - y.mean(0)) ** 2)), rel=1e-12)
+    assert metric(y, x)["mmd-linear"] == value and metric(x, x.copy())["mmd-linear"] == 0.0
+    # the unbiased estimator subtracts tr(C_x)/m + tr(C_y)/n, which a widely spread sample
+    # with the right mean inflates: it reads below real data; the V-statistic's expectation
+    # |d mean|² + tr(C_x)/m + tr(C_y)/n grows with the spread instead
+    pairs = [(gaussian(1000, 2 * i, scale=10.0).numpy(), gaussian(1000, 2 * i + 1).numpy())
+             for i in range(2, 7)]
+    assert max(mmd2_direct(w, r, lambda a, b: a @ b.T) for w, r in pairs) < -0.05
+    floor = metric_floor(metric, gaussian, 1000)["mmd-linear"]
+    assert np.mean([metric(w, r)["mmd-linear"] for w, r in pairs]) > 10 * floor["mean"] > 0
+    assert diffctl.get_registry().metric_info("mmd-linear").zero_centred is False
 
 
 def test_mmd_rbf_blocked_equals_unblocked() -> None:
@@ -91,6 +106,52 @@ def test_mmd_near_zero_for_same_distribution_and_positive_for_shifted() -> None:
         shifted = metric(x, gaussian(1000, 7, shift=0.5))[name]
         assert shifted > 0.02, (name, shifted)
         assert abs(same) < 0.05 * shifted, (name, same, shifted)
+
+
+def test_default_mmd_rbf_is_the_multiscale_sum_down_to_the_nearest_neighbour_scale() -> None:
+    """Default kernel: Gaussians at the real sample's median distance, halved down to the first
+    at or below its median nearest-neighbour distance (scipy's cKDTree here), all from the
+    real sample; the value is eq. 3 of that sum computed directly."""
+    from scipy.spatial import cKDTree
+
+    x, y = gaussian(700, 20, shift=0.2).numpy(), moons(900, 21).double().numpy()
+    sigma = float(np.median(pdist(y)))
+    nearest = float(np.median(cKDTree(y).query(y, k=2)[0][:, 1]))
+    widths = [sigma]
+    while widths[-1] > nearest:
+        widths.append(widths[-1] / 2)
+    assert kernel_scales(torch.from_numpy(y)) == pytest.approx((sigma, nearest), rel=1e-12)
+    assert halving_bandwidths(sigma, nearest) == widths and len(widths) >= 5
+
+    def rbf(a, b):
+        d2 = cdist(a, b, "sqeuclidean")
+        return sum(np.exp(-d2 / (2 * w * w)) for w in widths)
+
+    out = diffctl.create("metric", "mmd-rbf")(x, y)
+    assert out["mmd-rbf"] == pytest.approx(mmd2_direct(x, y, rbf), rel=1e-9)
+    assert (out["mmd_bandwidth"], out["mmd_bandwidth_min"], out["mmd_num_scales"]) == \
+        pytest.approx((sigma, widths[-1], len(widths)), rel=1e-12)
+    # bandwidth alone fixes the largest Gaussian (halved down to the data's scale); with
+    # scales too the kernel is fixed whatever the real sample
+    fixed = diffctl.create("metric", "mmd-rbf", bandwidth=2.0)(x, y)
+    assert fixed["mmd_bandwidth"] == 2.0 and fixed["mmd_bandwidth_min"] <= nearest
+    assert diffctl.create("metric", "mmd-rbf", bandwidth=2.0, scales=[1.0, 0.5])(x, y)[
+        "mmd_num_scales"] == 2.0
+    assert halving_bandwidths(1.0, 0.0) == [0.5**j for j in range(16)]  # duplicates: capped
+
+
+def test_halving_bandwidths_share_one_exp_and_match_separate_gaussians() -> None:
+    """Bandwidths that halve are computed by squaring one Gaussian (exp(-4 g d²) =
+    exp(-g d²)^4); the result equals separate exps, and a non-halving set takes that path."""
+    x, y = gaussian(300, 22), gaussian(250, 23, shift=0.3)
+    widths = [3.0 * 0.5**j for j in range(9)]
+    chained = mmd2_rbf(x, y, widths, block_size=64)
+    separate = sum(mmd2_rbf(x, y, [w]) for w in widths)
+    assert chained == pytest.approx(separate, rel=1e-10)
+    xn, yn = x.numpy(), y.numpy()
+    uneven = [3.0, 1.2, 0.4]
+    assert mmd2_rbf(x, y, uneven) == pytest.approx(mmd2_direct(xn, yn, lambda a, b: sum(
+        np.exp(-cdist(a, b, "sqeuclidean") / (2 * w * w)) for w in uneven)), rel=1e-10)
 
 
 def test_median_heuristic_matches_numpy_median_of_pdist_on_the_subsample() -> None:
@@ -145,12 +206,98 @@ def test_mmd_rbf_bad_samples_cannot_widen_the_kernel() -> None:
     assert fixed(x, y)["mmd_bandwidth"] == fixed(y, x)["mmd_bandwidth"] == 0.3
 
 
+def test_mmd_rbf_does_not_depend_on_the_number_of_threads() -> None:
+    """A run's metrics must not change with torch's thread count (a run and its CLI twin, a
+    sweep worker with --threads): on these inputs a whole-block torch.sum gave two values
+    over 1-3 threads."""
+    moons_ds = diffctl.create("dataset", "two-moons")
+    x, y = moons_ds.reference(2000, 0), moons_ds.reference(3000, 10)
+    metric, threads, values = diffctl.create("metric", "mmd-rbf"), torch.get_num_threads(), set()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            values.add(metric(x, y)["mmd-rbf"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(values) == 1, values
+
+
 def test_mmd_rbf_10k_by_10k_runs() -> None:
     x, y = gaussian(10_000, 10).float(), gaussian(10_000, 11).float()
     start = time.perf_counter()
     value = diffctl.create("metric", "mmd-rbf")(x, y)["mmd-rbf"]
     print(f"\nmmd-rbf 10k x 10k: {time.perf_counter() - start:.2f} s, value {value:.3g}")
     assert math.isfinite(value) and abs(value) < 1e-3
+
+
+# -- c2st --------------------------------------------------------------------------------------
+
+def test_c2st_equals_sklearn_cross_val_score_for_knn_and_logistic() -> None:
+    """The metric = scikit-learn's cross_val_score of StandardScaler + classifier over the
+    metric's folds (PredefinedSplit), after the larger sample is subsampled to the smaller."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import PredefinedSplit, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    gen, real = moons(700, 30).double().numpy() * 1.1, moons(600, 31).double().numpy()
+    x = np.concatenate([gen[subsample_indices(700, 600, 0)], real])
+    y = np.r_[np.zeros(600), np.ones(600)]
+    folds = fold_indices(600, 5, 0)
+    cv = PredefinedSplit(np.r_[folds, folds])  # position i of both samples in one fold
+    assert default_neighbors(2 * (600 - 120)) == 31  # sqrt(960) = 30.98
+    for options, clf in [({"n_neighbors": 7}, KNeighborsClassifier(7)),
+                         ({}, KNeighborsClassifier(31)),
+                         ({"classifier": "logistic"}, LogisticRegression(max_iter=1000))]:
+        expected = cross_val_score(make_pipeline(StandardScaler(), clf), x, y, cv=cv)
+        metric = diffctl.create("metric", "c2st", **options)
+        out = metric(gen, real)
+        assert out["c2st"] == pytest.approx(expected.mean(), rel=1e-12), options
+        assert out["c2st_std"] == pytest.approx(expected.std(), rel=1e-9, abs=1e-12), options
+        assert (metric.metadata["num_generated"], metric.metadata["num_real"],
+                metric.metadata["num_points"]) == (700, 600, 600)
+    assert metric.metadata["n_neighbors"] is None  # logistic
+
+
+def test_c2st_folds_are_stratified_seeded_and_the_metric_symmetric() -> None:
+    folds = fold_indices(1003, 5, 0)
+    assert sorted(np.bincount(folds).tolist()) == [200, 200, 201, 201, 201]
+    assert np.array_equal(folds, fold_indices(1003, 5, 0))
+    assert not np.array_equal(folds, fold_indices(1003, 5, 1))
+    assert [default_neighbors(n) for n in (1600, 3200, 8000)] == [41, 57, 89]
+    metric = diffctl.create("metric", "c2st")
+    a, b = moons(800, 32), moons(800, 33) * 1.2
+    assert metric(a, b) == metric(b, a)  # same folds for both orders, odd k
+    assert metric.metadata["n_neighbors"] == default_neighbors(2 * (800 - 160))
+
+
+def test_c2st_is_chance_for_real_data_and_high_for_a_blob() -> None:
+    metric = diffctl.create("metric", "c2st")
+    floor = metric_floor(metric, moons, 1000, draws=5, seed=0)["c2st"]
+    assert 0.47 < floor["mean"] < 0.53 and floor["p95"] < 0.55
+    real = moons(1000, 34).double()
+    blob = real.mean(0) + torch.randn(1000, 2, generator=torch.Generator().manual_seed(0),
+                                      dtype=torch.float64) @ torch.linalg.cholesky(
+        torch.cov(real.T)).T
+    assert metric(blob, moons(1000, 35))["c2st"] > 0.7
+    mlp = diffctl.create("metric", "c2st", classifier="mlp")
+    assert mlp(blob, moons(1000, 35))["c2st"] > 0.65
+    # a linear boundary cannot see a change of shape with the same mean
+    logistic = diffctl.create("metric", "c2st", classifier="logistic")
+    assert logistic(blob, moons(1000, 35))["c2st"] < 0.56
+
+
+def test_c2st_needs_as_many_finite_points_as_folds() -> None:
+    from diffctl.errors import UsageError
+    with pytest.raises(UsageError, match="at least folds = 5"):
+        diffctl.create("metric", "c2st")(gaussian(4, 0), gaussian(10, 1))
+    out = diffctl.create("metric", "c2st", max_points=50)(gaussian(300, 0), gaussian(200, 1))
+    assert set(out) == {"c2st", "c2st_std"}
+    broken = gaussian(100, 2)
+    broken[7, 1] = math.nan
+    with pytest.raises(UsageError, match="generated samples contain NaN"):
+        diffctl.create("metric", "c2st")(broken, gaussian(100, 3))
 
 
 # -- Wasserstein -------------------------------------------------------------------------------

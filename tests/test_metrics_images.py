@@ -432,6 +432,90 @@ def test_inception_score_closed_forms() -> None:
     assert inception_score(torch.zeros(100, 10))[0] == pytest.approx(1.0, abs=1e-9)
 
 
+# -- c2st and class-accuracy on images -----------------------------------------------------------
+def lenet_predictions(images: torch.Tensor) -> np.ndarray:
+    """LeNet's predicted class, straight from the network (not through torch-fidelity)."""
+    from diffctl_metrics.feature_extractors.lenet import load_lenet, prepare_input
+    net, _ = load_lenet(shipped_weights())
+    with torch.no_grad():
+        return net(prepare_input(to_uint8(images).expand(-1, 3, -1, -1))).argmax(1).numpy()
+
+
+def test_c2st_on_lenet_features_is_c2st_of_the_features() -> None:
+    """With feature_extractor set, c2st classifies the extractor's 128-d features (the layer
+    fid reads); without it, the flattened pixels."""
+    gen, real = smooth_images(150, 41), smooth_images(150, 42, contrast=1.5)
+    metric = diffctl.create("metric", "c2st", **LENET)
+    out = metric(gen, real)
+    direct = diffctl.create("metric", "c2st")(lenet_features(gen), lenet_features(real))
+    assert out["c2st"] == pytest.approx(direct["c2st"], abs=1e-12)
+    assert metric.metadata["feature_layer"] == "128" and metric.metadata["dimension"] == 128
+    assert metric.metadata["weights_sha256"] == file_sha256(shipped_weights())
+    pixels = diffctl.create("metric", "c2st")(gen, real)
+    flat = diffctl.create("metric", "c2st")(gen.reshape(150, -1), real.reshape(150, -1))
+    assert pixels == flat
+    with pytest.raises(UsageError, match="no layer 'pool'"):
+        diffctl.create("metric", "c2st", **LENET, feature_layer="pool")(gen, real)
+
+
+def test_class_accuracy_counts_samples_classified_as_their_class() -> None:
+    images = smooth_images(200, 43, contrast=2.0)
+    predicted = lenet_predictions(images)
+    metric = diffctl.create("metric", "class-accuracy")  # lenet-mnist's logits by default
+    assert metric.higher_is_better is True
+    assert metric(images, None, labels=torch.from_numpy(predicted)) == {
+        "class-accuracy": 1.0, "class_accuracy_min": 1.0}
+    wanted = predicted.copy()
+    wanted[:20] = (wanted[:20] + 1) % 10  # 20 samples generated for another class
+    out = metric(images, None, labels=wanted)
+    assert out["class-accuracy"] == pytest.approx(1 - 20 / 200)
+    per_class = [np.mean(predicted[wanted == c] == c) for c in np.unique(wanted)]
+    assert out["class_accuracy_min"] == pytest.approx(min(per_class))
+    assert metric.metadata["num_generated"] == 200 and len(metric.metadata["weights_sha256"]) == 64
+    with pytest.raises(UsageError, match="needs the class each sample was generated for"):
+        metric(images, None)
+    with pytest.raises(UsageError, match="no layer 'scores'"):
+        diffctl.create("metric", "class-accuracy", logits_layer="scores")(images, None,
+                                                                          labels=wanted)
+
+
+def test_labels_reach_the_metrics_that_need_them_and_their_floors(monkeypatch) -> None:
+    """metric_values passes labels= (and real_labels=) only to metrics that need labels, and
+    shares image features: c2st, fid and class-accuracy extract each image set once. The floor
+    of class-accuracy is the classifier's accuracy on real labelled draws."""
+    from diffctl.evaluation.floor import floor_seeds
+    from diffctl.registry import get_registry
+    from diffctl.runs.evaluation import metric_floors, metric_values
+    from diffctl.seeds import stream_seed
+
+    reg = get_registry()
+    ds = diffctl.create("dataset", "digits")
+    gen, real = ds.reference(60, 1), ds.reference(60, 2)
+    labels = ds.reference_labels(60, 1)
+    calls: list[int] = []
+    original = LeNetMNIST.extract
+
+    def counting(self, images, device, batch_size):
+        calls.append(len(images))
+        return original(self, images, device, batch_size)
+
+    monkeypatch.setattr(LeNetMNIST, "extract", counting)
+    options = {"fid": {**LENET, "cache": False}, "c2st": LENET}
+    values = metric_values(reg, ["c2st", "fid", "class-accuracy", "mmd-rbf"], gen, real, options,
+                           labels=labels, real_labels=ds.reference_labels(60, 2))
+    assert calls == [60, 60]
+    expected = float(np.mean(lenet_predictions(gen) == labels.numpy()))
+    assert values["class-accuracy"] == pytest.approx(expected)
+    with pytest.raises(UsageError, match="needs the class"):
+        metric_values(reg, ["class-accuracy"], gen, real, options)
+    floors = metric_floors(reg, ["class-accuracy", "c2st"], options, ds, 60, draws=5, seed=7)
+    draws = floor_seeds(stream_seed(7, "floors"), 5)
+    direct = [float(np.mean(lenet_predictions(ds.reference(60, a)) ==
+                            ds.reference_labels(60, a).numpy())) for a, _ in draws]
+    assert floors["class-accuracy"]["values"] == pytest.approx(direct)
+    assert 0.45 < floors["c2st"]["mean"] < 0.55
+
+
 # -- the reference cache ------------------------------------------------------------------------
 def test_cache_key_depends_on_weights_and_content() -> None:
     base = {"kind": "fid-stats", "images_sha256": "a" * 64, "shape": (10, 1, 32, 32),
@@ -612,7 +696,7 @@ def test_inception_from_hub_cache_offline(tmp_path) -> None:
     # matrix; IS and KID go through the same extractor and weights code)
     x = smooth_images(2, 13, channels=3)
     isc = ISC(ISCConfig(feature_extractor="inception-v3-compat"))
-    assert 1.0 <= isc(x)["isc"] <= 2.0 and isc.metadata["feature_layer"] == "logits_unbiased"
+    assert 1.0 - 1e-9 <= isc(x)["isc"] <= 2.0 and isc.metadata["feature_layer"] == "logits_unbiased"
     metric = KID(KIDConfig(feature_extractor="inception-v3-compat", cache=False))
     value = metric(x, x, features={})["kid"]  # one forward pass: the store holds x's features
     assert math.isfinite(value)
@@ -801,6 +885,20 @@ def test_lenet_mnist_accuracy_on_the_full_test_set() -> None:
     accuracy = float((predicted == labels).double().mean())
     assert accuracy >= 0.99
     assert f"{accuracy:.4f}" == meta["test_accuracy"]
+
+
+@needs_mnist
+def test_class_accuracy_floor_on_mnist_is_lenets_accuracy() -> None:
+    """The class-accuracy floor of the mnist dataset: LeNet on real labelled test digits
+    (>= 0.98 on 1000), and c2st of real against real digits on LeNet features is chance."""
+    from diffctl.registry import get_registry
+    from diffctl.runs.evaluation import metric_floors
+
+    ds = diffctl.create("dataset", "mnist", root=str(_mnist_root()))
+    floors = metric_floors(get_registry(), ["class-accuracy", "c2st"], {"c2st": LENET}, ds,
+                           1000, draws=5, seed=0)
+    assert min(floors["class-accuracy"]["values"]) >= 0.98
+    assert 0.47 < floors["c2st"]["mean"] < 0.53
 
 
 @needs_mnist

@@ -103,11 +103,43 @@ def test_class_conditional_image_run_writes_grids_and_reconstruction(tmp_path: P
     assert bad.returncode == 2 and "--label" in bad.stderr
 
 
-def test_mnist_defaults_to_offline_fid_and_inception_score() -> None:
+def test_mnist_defaults_to_offline_c2st_fid_and_inception_score() -> None:
+    """c2st first (the headline), all on lenet-mnist; a class-conditional model adds
+    class-accuracy."""
     config = resolve({"dataset": {"name": "mnist"}, "denoiser": {"name": "unet-mini"}})
-    assert config.eval.metrics == ["fid", "isc"]
-    assert config.eval.metric_options["fid"]["feature_extractor"] == "lenet-mnist"
-    assert config.eval.metric_options["isc"]["feature_extractor"] == "lenet-mnist"
+    assert config.eval.metrics == ["c2st", "fid", "isc"]
+    for name in config.eval.metrics:
+        assert config.eval.metric_options[name]["feature_extractor"] == "lenet-mnist"
+    conditional = resolve({"dataset": {"name": "mnist"},
+                           "denoiser": {"name": "unet-mini", "num_classes": 10}})
+    assert conditional.eval.metrics == ["c2st", "fid", "isc", "class-accuracy"]
+    assert conditional.eval.metric_options["class-accuracy"]["feature_extractor"] == \
+        "lenet-mnist"
+
+
+@pytest.mark.slow
+def test_class_accuracy_of_a_conditional_run_uses_the_labels_it_sampled(tmp_path: Path) -> None:
+    """The final evaluation passes labels i mod 10 to class-accuracy (its value equals LeNet's
+    predictions on samples.npy against those labels) and computes its floor on real labelled
+    digits."""
+    import torch
+
+    from diffctl_metrics.feature_extractors.lenet import load_lenet, prepare_input, shipped_weights
+
+    config = resolve(apply_overrides(default_config_data(), [
+        *TINY, "denoiser.num_classes=10", "eval.floor_draws=5",
+        "eval.metrics=[class-accuracy, c2st]"]))
+    report = run_experiment(config, tmp_path / "run")["eval"]
+    samples = torch.from_numpy(np.load(tmp_path / "run" / "samples.npy"))
+    net, _ = load_lenet(shipped_weights())
+    u8 = ((samples.double() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    with torch.no_grad():
+        predicted = net(prepare_input(u8.expand(-1, 3, -1, -1))).argmax(1)
+    expected = float((predicted == torch.arange(60) % 10).double().mean())
+    assert report["metrics"]["class-accuracy"] == pytest.approx(expected)
+    assert report["metric_metadata"]["class-accuracy"]["num_generated"] == 60
+    assert len(report["floors"]["class-accuracy"]["values"]) == 5
+    assert len(report["floors"]["c2st"]["values"]) == 5
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -50,6 +50,7 @@ DENOISERS = ["mlp", "residual-mlp"]
 # metric -> (real data, symmetric, samples); the two-moons metrics need 2000 samples to tell a
 # collapsed sample from real data (at 1000, moons-hist-mse scores the collapse better)
 METRICS = {
+    "c2st": (None, True, 500),  # same folds for both orders: symmetric
     "mmd-rbf": (None, False, 500), "mmd-linear": (None, True, 500),  # rbf: bandwidth from real
     "wasserstein": (None, True, 500), "sliced-wasserstein": (None, True, 500),
     "sample-stats": (None, True, 500), "mode-coverage": ("gmm-ring", False, 500),
@@ -57,8 +58,9 @@ METRICS = {
     "moons-shape": ("two-moons", False, 500), "moons-overall": ("two-moons", False, 2000),
 }
 #: not 0 for identical inputs: unbiased estimators (centred on zero, negative for identical
-#: inputs) and moons-overall, whose mean includes moons-shape
-NOT_ZERO_FOR_IDENTICAL = {"mmd-rbf", "mmd-linear", "moons-overall"}
+#: inputs), c2st (chance is 0.5; x against its copy is below it) and moons-overall, whose mean
+#: includes moons-shape
+NOT_ZERO_FOR_IDENTICAL = {"c2st", "mmd-rbf", "moons-overall"}
 #: a function of the generated sample alone: identical inputs say nothing about it
 GENERATED_ONLY = {"moons-shape"}
 
@@ -126,9 +128,17 @@ def test_an_unbiased_estimator_is_not_zero_for_identical_inputs(builtins) -> Non
     """Unbiased MMD² of x against itself is negative: the default for a distance fails it,
     and with zero_for_identical=False it is held to the floor's 95th percentile instead."""
     with pytest.raises(ConformanceError, match=r"metric 'mmd-rbf' .*: identical-inputs: "
-                                               r"metric\(x, x\) = -0.00\d+, expected 0 .*pass "
+                                               r"metric\(x, x\) = -0.0\d+, expected 0 .*pass "
                                                r"zero_for_identical=False"):
         check_component("metric", "mmd-rbf")
+
+
+def test_class_accuracy_config_conforms(builtins) -> None:
+    """class-accuracy scores labelled images through a classifier: the kit's sample checks
+    (2-D points, no labels) do not apply, its config checks do (tests/test_metrics_images.py
+    checks the metric itself)."""
+    passed = check_component("metric", "class-accuracy", skip=["build"])
+    assert {"config-model", "config-defaults", "config-descriptions"} <= set(passed)
 
 
 def test_an_asymmetric_builtin_metric_fails_the_symmetry_check(builtins) -> None:

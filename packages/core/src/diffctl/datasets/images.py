@@ -165,6 +165,19 @@ class ImageDataset:
         """Whether the trainer augments batches of this dataset."""
         return self.augment is not None
 
+    def _reference_indices(self, n: int, seed: int) -> torch.Tensor:
+        """Indices of the reference draw ``(n, seed)`` into test + train (test first)."""
+        if n < 1:
+            raise ValueError(f"reference needs n >= 1, got {n}")
+        n_test, n_train = len(self._raw["test"]), len(self)
+        rng = numpy_rng(seed, _REFERENCE_STREAM)
+        if n <= n_test:
+            return torch.from_numpy(rng.choice(n_test, n, replace=False))
+        if n > n_test + n_train:
+            raise UsageError(f"{self.name} has {n_train + n_test} images (train + test), fewer "
+                             f"than the {n} real samples asked for; lower sample.num_samples")
+        return torch.from_numpy(rng.choice(n_test + n_train, n, replace=False))
+
     def reference(self, n: int, seed: int) -> torch.Tensor:
         """A real sample for metrics, (n, C, H, W) float32, reproducible per ``seed``.
 
@@ -173,22 +186,28 @@ class ImageDataset:
         images than the dataset has is a :class:`UsageError`: repeated images would make
         metrics and their floors look better than they are.
         """
-        if n < 1:
-            raise ValueError(f"reference needs n >= 1, got {n}")
+        idx = self._reference_indices(n, seed)
         test = self._raw["test"]
-        n_test, n_train = len(test), len(self)
-        rng = numpy_rng(seed, _REFERENCE_STREAM)
+        n_test = len(test)
         if n <= n_test:
-            return to_unit_range(test[torch.from_numpy(rng.choice(n_test, n, replace=False))])
-        if n > n_test + n_train:
-            raise UsageError(f"{self.name} has {n_train + n_test} images (train + test), fewer "
-                             f"than the {n} real samples asked for; lower sample.num_samples")
-        idx = torch.from_numpy(rng.choice(n_test + n_train, n, replace=False))
+            return to_unit_range(test[idx])
         out = torch.empty((n, *self.sample_shape), dtype=torch.float32)
         from_test = idx < n_test
         out[from_test] = to_unit_range(test[idx[from_test]])
         out[~from_test] = to_unit_range(self._raw["train"][idx[~from_test] - n_test])
         return out
+
+    def reference_labels(self, n: int, seed: int) -> torch.Tensor | None:
+        """Class labels, int64 (n,), of exactly the images ``reference(n, seed)`` returns (for
+        metrics that need labels, e.g. the class-accuracy floor); None without classes."""
+        idx = self._reference_indices(n, seed)
+        test, train = self._labels["test"], self._labels["train"]
+        n_test = len(self._raw["test"])
+        if n <= n_test:
+            return None if test is None else test[idx]
+        if test is None or train is None:
+            return None
+        return torch.cat([test, train])[idx]
 
 
 def describe(options: dict[str, Any]) -> str:

@@ -49,7 +49,13 @@ def evaluate_checkpoint(run_dir: str, checkpoint: str, metrics: list[str], num_s
     ``eval.metric_options`` per metric (see :func:`prepare_references`)."""
     import torch
 
-    from diffctl.runs.evaluation import heldout_inputs, metric_options_on, metric_values
+    from diffctl.runs.evaluation import (
+        generated_labels,
+        heldout_inputs,
+        metric_options_on,
+        metric_values,
+        reference_labels,
+    )
     from diffctl.runs.run import Run
     from diffctl.runs.sampling import generate
     from diffctl.seeds import stream_seed
@@ -62,13 +68,16 @@ def evaluate_checkpoint(run_dir: str, checkpoint: str, metrics: list[str], num_s
         components, model = loaded.components, loaded.model
         samples = generate(components, model, num_samples, num_steps,
                            stream_seed(seed, "sample"), run._sample_batch(components))
-        real = components.dataset.reference(num_samples, stream_seed(seed, "reference"))
+        ref_seed = stream_seed(seed, "reference")
+        real = components.dataset.reference(num_samples, ref_seed)
         options = metric_options_on(run.config, run.registry, loaded.device)
         for name, values in (metric_overrides or {}).items():
             options[name] = {**options.get(name, {}), **values}
         metadata: dict[str, Any] = {}
         values = metric_values(run.registry, metrics, samples, real, options,
-                               heldout_inputs(run.config, components, model), metadata)
+                               heldout_inputs(run.config, components, model), metadata,
+                               generated_labels(model, num_samples),
+                               reference_labels(components.dataset, num_samples, ref_seed))
     except (DiffctlError, OSError, ValueError, RuntimeError) as exc:
         return {"checkpoint": checkpoint, "error": _one_line(exc)}
     row = {"checkpoint": checkpoint, "epoch": loaded.state["epoch"],

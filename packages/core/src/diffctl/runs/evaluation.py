@@ -75,12 +75,15 @@ def plain(value: Any) -> Any:
 def metric_values(registry: Registry, names: list[str], generated: torch.Tensor | None,
                   real: torch.Tensor | None, options: dict[str, dict[str, Any]] | None = None,
                   model_inputs: ModelInputs | None = None,
-                  metadata: dict[str, Any] | None = None) -> dict[str, float]:
+                  metadata: dict[str, Any] | None = None, labels: torch.Tensor | None = None,
+                  real_labels: torch.Tensor | None = None) -> dict[str, float]:
     """Values of the named metrics: sample (and paired) metrics on (generated, real), model
     metrics on ``model_inputs``. A metric that leaves a ``metadata`` dict (extractor, weights
     hash, counts) has it copied into ``metadata[name]`` when a dict is passed. Metrics that
     declare they need a feature extractor or classifier are called with ``features=``, a dict
-    they may keep image features in for the others (docs/plugins.md)."""
+    they may keep image features in for the others (docs/plugins.md); metrics that need
+    ``labels`` get ``labels=`` (the class each generated sample was generated for) and
+    ``real_labels=`` (the classes of the real sample, None when unknown)."""
     values: dict[str, float] = {}
     features: dict[Any, Any] = {}  # image features shared by the metrics of this evaluation
     for name in names:
@@ -92,14 +95,32 @@ def metric_values(registry: Registry, names: list[str], generated: torch.Tensor 
                                  "from samples alone here")
             m = model_inputs
             result = metric.score_model(m.model, m.scheduler, m.data, m.labels, seed=m.seed)
-        elif {"feature-extractor", "classifier"} & set(info.needs):
-            result = metric(generated, real, features=features)
         else:
-            result = metric(generated, real)
+            extra: dict[str, Any] = {}
+            if {"feature-extractor", "classifier"} & set(info.needs):
+                extra["features"] = features
+            if "labels" in info.needs:
+                extra |= {"labels": labels, "real_labels": real_labels}
+            result = metric(generated, real, **extra)
         values.update({k: float(v) for k, v in result.items()})
         if metadata is not None and getattr(metric, "metadata", None):
             metadata[name] = plain(metric.metadata)
     return values
+
+
+def generated_labels(model: torch.nn.Module, n: int) -> torch.Tensor | None:
+    """The classes of ``n`` samples drawn with the default labels (sample i has class
+    i mod num_classes, :func:`diffctl.runs.sampling.class_labels`); None for an
+    unconditional model."""
+    from diffctl.runs.sampling import class_labels
+
+    return class_labels(model, 0, n, torch.device("cpu"))
+
+
+def reference_labels(dataset: Any, n: int, seed: int) -> torch.Tensor | None:
+    """Labels of the real sample ``dataset.reference(n, seed)``, None when it has none."""
+    getter = getattr(dataset, "reference_labels", None)
+    return getter(n, seed) if getter is not None else None
 
 
 def metric_options_on(config: RunConfig, registry: Registry,
@@ -120,7 +141,8 @@ def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[
     """Real-vs-real floors (mean, p95, values) of the sample metrics among ``names`` at sample
     size ``n``, drawn from the ``floors`` stream of run seed ``seed``; model and paired
     metrics have none. A zero-centred estimator's floor is marked so: "within k x of the
-    floor" means below k x p95 there."""
+    floor" means below k x p95 there. A metric that needs labels gets a real labelled draw
+    as its generated side (with the draw's labels as ``labels``)."""
     from diffctl.evaluation.floor import metric_floor
 
     floors: dict[str, dict[str, Any]] = {}
@@ -129,12 +151,33 @@ def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[
         if info.input != "samples":
             continue
         metric = registry.create("metric", name, options.get(name))
-        found = metric_floor(metric, dataset.reference, n, draws=draws,
+        if "labels" in info.needs:
+            metric, reference = _labelled_floor(name, metric, dataset)
+        else:
+            reference = dataset.reference
+        found = metric_floor(metric, reference, n, draws=draws,
                              seed=stream_seed(seed, "floors"))
         if info.zero_centred and name in found:
             found[name]["zero_centred"] = True  # compare with the p95, not the mean
         floors.update(found)
     return floors
+
+
+def _labelled_floor(name: str, metric: Any, dataset: Any) -> tuple[Any, Any]:
+    """(metric, reference) for the floor of a metric that needs labels: the generated side is
+    a real labelled draw, its labels standing for the classes asked for (class-accuracy's
+    floor is then the classifier's accuracy on real images)."""
+    def reference(n: int, seed: int) -> tuple[Any, Any]:
+        labels = reference_labels(dataset, n, seed)
+        if labels is None:
+            raise UsageError(f"metric '{name}' needs class labels for its floor, and dataset "
+                             f"{dataset!r} has none")
+        return dataset.reference(n, seed), labels
+
+    def labelled(generated: tuple[Any, Any], real: tuple[Any, Any]) -> dict[str, float]:
+        return metric(generated[0], real[0], labels=generated[1], real_labels=real[1])
+
+    return labelled, reference
 
 
 def check_sample_count(dataset: Any, n: int, what: str = "samples") -> None:
@@ -219,13 +262,16 @@ def final_evaluation(config: RunConfig, components: Components, model: torch.nn.
                        stream_seed(config.seed, "sample"), batch_size, traj,
                        on_progress=on_progress)
     sample_seconds = time.perf_counter() - t0
-    real = components.dataset.reference(cfg.num_samples, stream_seed(config.seed, "reference"))
+    ref_seed = stream_seed(config.seed, "reference")
+    real = components.dataset.reference(cfg.num_samples, ref_seed)
     options = metric_options_on(config, registry, next(model.parameters()).device)
     # the model used for sampling also gets the final held-out loss
     names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
     metadata: dict[str, Any] = {}
     values = metric_values(registry, names, samples, real, options,
-                           heldout_inputs(config, components, model), metadata)
+                           heldout_inputs(config, components, model), metadata,
+                           generated_labels(model, cfg.num_samples),
+                           reference_labels(components.dataset, cfg.num_samples, ref_seed))
     result: dict[str, Any] = {"num_samples": cfg.num_samples, "sample_seconds": sample_seconds,
                               "metrics": values, "floors": {}, "metric_metadata": metadata}
     k = num_classes(model)

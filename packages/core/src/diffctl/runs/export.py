@@ -103,6 +103,21 @@ def read_pngs(folder: Path | str, shape: tuple[int, int, int]) -> torch.Tensor:
     return out
 
 
+def read_png_labels(folder: Path | str, n: int) -> torch.Tensor | None:
+    """The labels.csv of a PNG folder (in file-name order), None when there is none."""
+    path = Path(folder) / "labels.csv"
+    if not path.exists():
+        return None
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+        labels = [int(r["label"]) for r in sorted(rows, key=lambda r: r["file"])]
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise UsageError(f"{path} is not a 'file,label' table of integers") from None
+    if len(labels) != n:
+        raise UsageError(f"{path} has {len(labels)} labels for {n} images")
+    return torch.tensor(labels)
+
+
 @dataclass
 class ExportedModel:
     """A trained denoiser with its schedule and sampler, loaded from one model file."""

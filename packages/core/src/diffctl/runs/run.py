@@ -38,10 +38,12 @@ from diffctl.runs.directory import RunDirectory, check_output_dir, default_run_d
 from diffctl.runs.evaluation import (
     check_sample_count,
     final_evaluation,
+    generated_labels,
     heldout_inputs,
     metric_floors,
     metric_options_on,
     metric_values,
+    reference_labels,
     split_labels,
 )
 from diffctl.runs.loggers import RunLoggers
@@ -284,9 +286,11 @@ class Run:
                 gen = generate(components, model, n, config.sample.num_steps,
                                stream_seed(config.seed, "checkpoint-sample"),
                                self._sample_batch(components))
-                real = ds.reference(n, stream_seed(config.seed, "checkpoint-reference"))
+                ref_seed = stream_seed(config.seed, "checkpoint-reference")
+                real = ds.reference(n, ref_seed)
                 values |= metric_values(registry, during, gen, real, options, inputs,
-                                        metadata)
+                                        metadata, generated_labels(model, n),
+                                        reference_labels(ds, n, ref_seed))
             return values
 
         loggers = self._loggers = RunLoggers(registry, config.train.loggers,
@@ -541,11 +545,14 @@ class Run:
         if label is not None:
             result.note = f"every sample has class {label}: no metrics against the data"
         if measure:
-            real = components.dataset.reference(n, stream_seed(seed, "reference"))
+            ref_seed = stream_seed(seed, "reference")
+            real = components.dataset.reference(n, ref_seed)
             options = metric_options_on(cfg, self.registry, loaded.device)
             result.real = real
-            result.metrics = metric_values(self.registry, cfg.eval.metrics, samples, real,
-                                           options, heldout_inputs(cfg, components, model))
+            result.metrics = metric_values(
+                self.registry, cfg.eval.metrics, samples, real, options,
+                heldout_inputs(cfg, components, model), None, generated_labels(model, n),
+                reference_labels(components.dataset, n, ref_seed))
             if cfg.eval.floor_draws:
                 result.floors = metric_floors(self.registry, cfg.eval.metrics, options,
                                               components.dataset, n, cfg.eval.floor_draws,
@@ -604,7 +611,7 @@ class Run:
         run's metrics against the real sample of the ``reference`` stream of ``seed`` (default:
         the run's) and floors at the folder's image count. Model metrics (test-loss) need a
         model and are left out."""
-        from diffctl.runs.export import read_pngs
+        from diffctl.runs.export import read_png_labels, read_pngs
 
         cfg, registry = self.config, self.registry
         if self.data_kind != "images":
@@ -621,7 +628,10 @@ class Run:
         real = dataset.reference(len(images), stream_seed(seed, "reference"))
         options = metric_options_on(cfg, registry, pick_device(device or cfg.train.device))
         metadata: dict[str, Any] = {}
-        values = metric_values(registry, names, images, real, options, metadata=metadata)
+        ref_seed = stream_seed(seed, "reference")
+        values = metric_values(registry, names, images, real, options, metadata=metadata,
+                               labels=read_png_labels(folder, len(images)),
+                               real_labels=reference_labels(dataset, len(images), ref_seed))
         result = {"folder": str(folder), "num_samples": len(images), "metrics": values,
                   "floors": {}, "metric_metadata": metadata}
         if floors and cfg.eval.floor_draws:

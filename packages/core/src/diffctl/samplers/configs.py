@@ -60,4 +60,10 @@ class HeunConfig(SamplerConfig):
 
 
 class DPMSolverPP2MConfig(SamplerConfig):
-    pass
+    lower_order_final: bool = Field(
+        True,
+        description="Take the final step with first order, also when the grid stops at "
+        "alpha_bar[0] (final_alpha_one: false) rather than at clean data (where it always is "
+        "first order). On such grids the last step is much longer than the one before it and "
+        "the second-order extrapolation overshoots; diffusers' lower_order_final does this "
+        "below 15 steps, its euler_at_final at any count, like this option.")
