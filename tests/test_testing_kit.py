@@ -637,7 +637,7 @@ def test_check_plugin_fails_a_command_that_replaces_a_built_in() -> None:
 
 
 def test_check_component_dispatches_and_covers_other_kinds() -> None:
-    assert set(CHECKS) == {"dataset", "denoiser", "scheduler", "sampler", "metric"}
+    assert set(CHECKS) == {"dataset", "denoiser", "scheduler", "sampler", "metric", "logger"}
 
     class Widgets:
         @hookimpl
