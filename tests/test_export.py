@@ -43,7 +43,7 @@ def test_png_round_trip_is_exact(tmp_path: Path) -> None:
     back = read_pngs(tmp_path / "p", (1, 8, 8))
     quantized = ((images + 1) * 127.5).round() / 127.5 - 1
     assert torch.allclose(back, quantized, atol=1e-6)
-    rows = list(csv.reader(open(tmp_path / "p" / "labels.csv")))
+    rows = list(csv.reader((tmp_path / "p" / "labels.csv").read_text().splitlines()))
     assert rows[0] == ["file", "label"] and rows[1] == ["000000.png", "3"]
     with pytest.raises(diffctl.errors.UsageError, match="already holds PNG"):
         write_pngs(images, tmp_path / "p")
@@ -58,7 +58,8 @@ def test_png_folder_scores_like_the_in_process_evaluation(digits_run: Path, tmp_
     pngs = tmp_path / "pngs"
     assert cli("sample", "--run", str(digits_run), "--png-dir", str(pngs), "--no-metrics") == 0
     assert len(list(pngs.glob("*.png"))) == 60
-    labels = [int(r[1]) for r in list(csv.reader(open(pngs / "labels.csv")))[1:]]
+    lines = (pngs / "labels.csv").read_text().splitlines()
+    labels = [int(r[1]) for r in list(csv.reader(lines))[1:]]
     assert labels == [i % 10 for i in range(60)]
     capsys.readouterr()
     assert cli("eval", "--run", str(digits_run), "--generated", str(pngs), "--no-floors") == 0
