@@ -15,7 +15,8 @@ FLAKY = '''
 import os
 from pathlib import Path
 
-def task(run_dir, checkpoint, metrics, n, steps, seed, threads, ema, overrides, device):
+def task(run_dir, checkpoint, metrics, n, steps, seed, threads, ema, overrides, device,
+         keep=0):
     marker = Path(run_dir) / f"died-{checkpoint}"
     if checkpoint in ("b", "c") and not marker.exists():
         marker.write_text("once")

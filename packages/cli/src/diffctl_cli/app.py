@@ -20,11 +20,20 @@ from typing import Annotated, NoReturn
 import typer
 
 from diffctl.errors import DiffctlError, PluginError
-from diffctl_cli.commands import compare, evaluate, export, listing, run, sample, weights
+from diffctl_cli.commands import (
+    compare,
+    evaluate,
+    export,
+    listing,
+    report,
+    run,
+    sample,
+    weights,
+)
 
 #: Built-in command modules, in help order; each has ``register(app: typer.Typer)``.
-COMMAND_MODULES: tuple[ModuleType, ...] = (listing, run, sample, evaluate, compare, export,
-                                           weights)
+COMMAND_MODULES: tuple[ModuleType, ...] = (listing, run, sample, evaluate, compare, report,
+                                           export, weights)
 
 
 def _dist_version(name: str) -> str:

@@ -76,23 +76,16 @@ def progression_grid(xs: np.ndarray, path: Path) -> Path:
 def real_vs_generated(samples: np.ndarray, real: np.ndarray, path: Path, n: int = 64,
                       title: str = "") -> Path:
     """Two grids side by side: real images (left) and generated ones (right)."""
-    import matplotlib
+    from diffctl_cli import plot_style as style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = style.pyplot()
     ncol = int(np.ceil(np.sqrt(min(n, len(samples), len(real)))))
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.8))
-    for ax, images, name in ((axes[0], real, "real"), (axes[1], samples, "generated")):
-        canvas = tile(images[:ncol * ncol], ncol)
-        ax.imshow(canvas[..., 0] if canvas.shape[2] == 1 else canvas,
-                  cmap="gray" if canvas.shape[2] == 1 else None, interpolation="nearest")
-        ax.set_title(name)
-        ax.axis("off")
+    for ax, images, name, colour in ((axes[0], real, "real", style.REAL),
+                                     (axes[1], samples, "generated", style.GENERATED)):
+        style.images(ax, images[:ncol * ncol], ncol)
+        ax.set_title(f"{name} (first {min(ncol * ncol, len(images))} of {len(images)})",
+                     color=colour)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        fig.suptitle(title, fontsize=style.TITLE_SIZE)
+    return style.save(fig, path)

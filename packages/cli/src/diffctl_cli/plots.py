@@ -1,7 +1,8 @@
 """PNG plots of a run, drawn from the files in its run directory (matplotlib, Agg).
 
 Each function reads plain arrays and writes one PNG; ``plot_run`` draws every plot that the
-run's files allow. Imported only by commands that plot, so start-up stays light.
+run's files allow. Every figure takes its look from :mod:`diffctl_cli.plot_style`. Imported
+only by commands that plot, so start-up stays light.
 """
 
 from __future__ import annotations
@@ -9,40 +10,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
+from diffctl_cli import plot_style as style
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _limits(*arrays: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
-    pts = np.concatenate([a.reshape(-1, 2) for a in arrays])
-    lo, hi = np.percentile(pts, 0.5, axis=0), np.percentile(pts, 99.5, axis=0)
-    pad = 0.1 * (hi - lo)
-    return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+plt = style.pyplot()
+_save = style.save  # older name, kept for the figure modules that import it
+_limits = style.limits
 
 
 def plot_scatter(samples: np.ndarray, real: np.ndarray, path: Path, title: str = "") -> Path:
     """Generated vs real 2-D points side by side, on the same axes limits."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.3), sharex=True, sharey=True)
-    xlim, ylim = _limits(samples, real)
-    for ax, pts, name, color in ((axes[0], real, "real", "tab:blue"),
-                                 (axes[1], samples, "generated", "tab:orange")):
-        ax.scatter(pts[:, 0], pts[:, 1], s=1.5, alpha=0.4, color=color, linewidths=0)
-        ax.set_title(f"{name} (n={len(pts)})")
-        ax.set_xlim(*xlim)
-        ax.set_ylim(*ylim)
-        ax.set_aspect("equal")
+    lims = style.limits(samples, real)
+    style.points(axes[0], None, real, lims)
+    style.points(axes[1], samples, None, lims)
+    axes[0].set_title(f"real (n={len(real)})")
+    axes[1].set_title(f"generated (n={len(samples)})")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=style.TITLE_SIZE)
     return _save(fig, path)
 
 
@@ -50,16 +36,17 @@ def plot_progression(timesteps: np.ndarray, xs: np.ndarray, path: Path) -> Path:
     """Sampler states from noise (left) to data (right); each panel is the state at the
     timestep in its title (-1: the final sample x_0)."""
     k = len(timesteps)
-    fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2.4), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2.6), sharex=True, sharey=True)
     axes = np.atleast_1d(axes)
     xlim, ylim = _limits(xs[-1])
     for ax, t, x in zip(axes, timesteps, xs, strict=True):
-        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5, linewidths=0)
-        ax.set_title("x_0" if int(t) < 0 else f"t={int(t)}", fontsize=8)
+        style.points(ax, x, size=1)
+        ax.set_title("x_0" if int(t) < 0 else f"t={int(t)}", fontsize=style.SMALL)
         ax.set_xlim(xlim[0] - 1, xlim[1] + 1)
         ax.set_ylim(ylim[0] - 1, ylim[1] + 1)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        style.clean(ax)
+    fig.suptitle(f"sampling from x_T (left) to x_0 (right), {x.shape[0]} samples",
+                 fontsize=style.TITLE_SIZE)
     return _save(fig, path)
 
 
@@ -80,12 +67,12 @@ def plot_losses(losses: list[list[float]], path: Path, stats: str = "") -> Path:
     """Training loss against step (log scale), with training-time statistics in the title."""
     arr = np.asarray(losses, dtype=float)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.plot(arr[:, 0], arr[:, 1], lw=1, marker="o" if len(arr) < 20 else None, ms=3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
+    ax.plot(arr[:, 0], arr[:, 1], color=style.series_colour(0),
+            marker="o" if len(arr) < 20 else None)
+    style.x_axis(ax, "step")
+    ax.set_ylabel(style.axis_label("loss") + ", log scale")
     ax.set_yscale("log")
-    if stats:
-        ax.set_title(stats, fontsize=9)
+    ax.set_title(stats or "training loss", fontsize=style.SMALL + 1)
     return _save(fig, path)
 
 
@@ -101,35 +88,53 @@ def plot_metric_curves(history: list[dict], path: Path, x: str = "epoch",
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         pts = [(r[x], r[name]) for r in history if name in r]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                color=style.series_colour(0), label=name)
         floor = (floors or {}).get(name)
         if floor:
-            ax.axhline(floor["mean"], color="grey", ls="--", lw=0.8, label="floor mean")
-            ax.axhline(floor["p95"], color="grey", ls=":", lw=0.8, label="floor p95")
-            ax.legend(fontsize=6)
-        ax.set_xlabel(x)
+            style.floor_lines(ax, floor)
+            ax.legend()
+        style.x_axis(ax, x)
+        ax.set_ylabel(name)
         ax.set_title(name)
     return _save(fig, path)
 
 
 def plot_comparison(result: dict, out: Path) -> Path:
-    """One panel per compared metric: each run's value against epoch, its floor dashed."""
+    """``compare.png``: one panel per compared metric (each run's value against epoch, its
+    floor dashed) above one panel per run with its final samples over its real sample."""
+    from diffctl_cli.sample_plots import run_samples_panel
+
     out.mkdir(parents=True, exist_ok=True)
     names = [m for m in result["metrics"]
              if any(r["curves"].get(m) for r in result["runs"].values())] or result["metrics"]
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
-    for ax, m in zip(axes[0], names, strict=True):
-        for run, data in result["runs"].items():
+    runs = list(result["runs"].items())
+    cols = max(len(names), len(runs), 1)
+    fig = plt.figure(figsize=(3.8 * cols, 7.2))
+    grid = fig.add_gridspec(2, cols, height_ratios=(1, 1.15))
+    for i, m in enumerate(names):
+        ax = fig.add_subplot(grid[0, i])
+        for j, (run, data) in enumerate(runs):
             pts = data["curves"].get(m) or []
-            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3,
-                            label=Path(run).name)
+            colour = style.series_colour(j)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colour,
+                    label=Path(run).name)
             floor = data["floors"].get(m)
             if floor:
                 ax.axhline(floor["p95"] if floor.get("zero_centred") else floor["mean"],
-                           color=line.get_color(), ls="--", lw=0.8)
-        ax.set_title(m)
-        ax.set_xlabel("epoch")
-    axes[0][0].legend(fontsize=7)
+                           color=colour, ls="--", lw=0.8)
+        ax.set_title(m + (" (dashed: floor)" if any(d["floors"].get(m) for _, d in runs)
+                          else ""))
+        style.x_axis(ax)
+        ax.set_ylabel(m)
+        if i == 0:
+            ax.legend()
+    for j, (run, data) in enumerate(runs):
+        ax = fig.add_subplot(grid[1, j])
+        run_samples_panel(ax, data.get("samples_file"), data.get("real_file"))
+        ax.set_title(Path(run).name, color=style.series_colour(j))
+    fig.suptitle("metric curves (top) and each run's final samples (bottom; points: "
+                 "generated over real)", fontsize=style.TITLE_SIZE)
     return _save(fig, out / "compare.png")
 
 

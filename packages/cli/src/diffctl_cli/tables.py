@@ -83,3 +83,17 @@ def report_tables(report: dict[str, Any]) -> tuple[Table | None, list[str]]:
             table.add_row(f"{name} (x0 from t={rec['t']})", fmt(value), "", "", "")
     metadata = {**ev.get("metric_metadata", {}), **(rec or {}).get("metric_metadata", {})}
     return table, [f"{name}: {describe_metadata(md)}" for name, md in metadata.items()]
+
+
+def sampler_table(result: Any) -> Table:
+    """A sampler comparison: each sampler's steps, wall time and headline metric, the floor."""
+    table = Table(title=f"{result.checkpoint}: {result.num_samples} samples per sampler from "
+                  f"the same x_T (seed {result.seed})")
+    for col in ("sampler", "steps", "seconds", result.metric or "metric"):
+        table.add_column(col, justify="left" if col == "sampler" else "right")
+    for row in result.rows:
+        table.add_row(row.spec.label, str(row.steps), f"{row.seconds:.2f}", fmt(row.value))
+    if result.floor:
+        table.add_row("real-vs-real floor", "", "", f"{fmt(result.floor['mean'])} mean, "
+                      f"{fmt(result.floor['p95'])} p95")
+    return table

@@ -124,28 +124,54 @@ class _Images:
 FeatureStore = dict
 
 
+#: Batches per extraction call when progress is reported: an image set longer than this many
+#: batches is extracted in chunks of whole batches (the same batches, so the same features).
+PROGRESS_BATCHES = 4
+
+
 def image_features(extractor: FidelityFeatureExtractor, images: _Images, device: torch.device,
-                   batch_size: int, store: FeatureStore | None = None
+                   batch_size: int, store: FeatureStore | None = None,
+                   on_progress: Callable[[int, int], None] | None = None
                    ) -> dict[str, torch.Tensor]:
-    """{layer: float32 (N, D)} for all of ``extractor.layers``, kept in ``store``."""
+    """{layer: float32 (N, D)} for all of ``extractor.layers``, kept in ``store``.
+    ``on_progress(done, total)`` follows the images of a set longer than
+    :data:`PROGRESS_BATCHES` batches."""
     key = (images.sha256, extractor.name, extractor.weights_sha256(),
            json.dumps(extractor_options(extractor), sort_keys=True), str(device))
     feats = store.get(key) if store is not None else None
     if feats is None:
-        feats = extractor.extract(images.u8, device, batch_size)
+        feats = _extract(extractor, images.u8, device, batch_size, on_progress)
         if store is not None:
             store[key] = feats
     return feats
 
 
+def _extract(extractor: FidelityFeatureExtractor, u8: torch.Tensor, device: torch.device,
+             batch_size: int, on_progress: Callable[[int, int], None] | None
+             ) -> dict[str, torch.Tensor]:
+    """One extraction call, or chunks of whole batches with progress between them."""
+    total = len(u8)
+    chunk = batch_size * PROGRESS_BATCHES
+    if on_progress is None or total <= chunk:
+        return extractor.extract(u8, device, batch_size)
+    parts: list[dict[str, torch.Tensor]] = []
+    for start in range(0, total, chunk):
+        parts.append(extractor.extract(u8[start:start + chunk], device, batch_size))
+        on_progress(min(start + chunk, total), total)
+    return {layer: torch.cat([p[layer] for p in parts]) for layer in parts[0]}
+
+
 def extract_features(extractor: str | FidelityFeatureExtractor, images: Any,
-                     device: str = "auto", batch_size: int = 256) -> dict[str, torch.Tensor]:
+                     device: str = "auto", batch_size: int = 256,
+                     on_progress: Callable[[int, int], None] | None = None
+                     ) -> dict[str, torch.Tensor]:
     """{layer: float32 (N, D)} features of (N, C, H, W) images in [-1, 1] through
-    torch-fidelity, for an extractor name or component."""
+    torch-fidelity, for an extractor name or component; ``on_progress`` as in
+    :func:`image_features`."""
     if isinstance(extractor, str):
         extractor = create_feature_extractor(extractor)
     return image_features(extractor, _Images(images, "input"), extraction_device(device),
-                          batch_size)
+                          batch_size, on_progress=on_progress)
 
 
 def _as_f64(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -199,6 +225,9 @@ class _FidelityMetric:
     def __init__(self, config: Any):
         self.config = config
         self.metadata: dict[str, Any] = {}
+        #: ``on_progress(done, total)`` over the images of long feature extractions; set by
+        #: the caller (diffctl.runs.evaluation.with_progress)
+        self.on_progress: Callable[[int, int], None] | None = None
         self._reference_path: str | None = None
         self._extractor: FidelityFeatureExtractor | None = None
 
@@ -223,7 +252,7 @@ class _FidelityMetric:
     def _features(self, images: _Images, store: FeatureStore | None = None) -> torch.Tensor:
         """Features of ``images`` at this metric's layer, from ``store`` when given."""
         feats = image_features(self.extractor, images, self.device, self.config.batch_size,
-                               store)
+                               store, self.on_progress)
         return feats[self.layer]
 
     # -- the real side -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """``diffctl eval``: evaluate a run's checkpoints (:meth:`diffctl.runs.Run.evaluate`), print
-the table, plot metric against epoch. A checkpoint that fails is listed and the command
-exits 1 after evaluating the others."""
+the table, plot metric against epoch and draw the samples each checkpoint kept (one picture
+each and a strip across epochs). A checkpoint that fails is listed and the command exits 1
+after evaluating the others."""
 
 from __future__ import annotations
 
@@ -39,25 +40,31 @@ def evaluate(
     generated: Annotated[Path | None, typer.Option(
         help="Score this folder of PNG images (e.g. from 'sample --png-dir' or another tool) "
         "instead of the run's checkpoints.")] = None,
+    keep_samples: Annotated[int | None, typer.Option(
+        help="Samples of each checkpoint kept and drawn (default 16 images or 1000 points; "
+        "0: none).")] = None,
 ) -> None:
     """Evaluate saved checkpoints in parallel; writes eval/<time>-<settings>/ (never over an
-    earlier evaluation) with the rows, floors and a metric-vs-epoch plot."""
+    earlier evaluation) with the rows, floors, a metric-vs-epoch plot and a picture of each
+    checkpoint's samples (<checkpoint>.png, strip.png)."""
     from diffctl.runs import Run
-    from diffctl_cli.progress import reporting
+    from diffctl_cli.progress import reporting, stages
 
     run = Run.open(run_dir)
     if generated is not None:
         from diffctl_cli.tables import metrics_table
 
-        result = run.evaluate_images(generated, metrics=metric, seed=seed, floors=floors,
-                                     device=device)
+        with stages() as on_stage:
+            result = run.evaluate_images(generated, metrics=metric, seed=seed, floors=floors,
+                                         device=device, on_stage=on_stage)
         console.print(metrics_table(f"{generated}: {result['num_samples']} images",
                                     result["metrics"], result["floors"]))
         return
-    with reporting("eval", "checkpoints") as on_progress:
+    with reporting("eval", "checkpoints") as on_progress, stages() as on_stage:
         result = run.evaluate(checkpoints=checkpoints, metrics=metric, num_samples=num_samples,
                               steps=steps, seed=seed, workers=workers, threads=threads,
-                              device=device, floors=floors, on_progress=on_progress,
+                              device=device, floors=floors, keep_samples=keep_samples,
+                              on_progress=on_progress, on_stage=on_stage,
                               devices=[d.strip() for d in devices.split(",") if d.strip()]
                               if devices else None)
     metrics = result.metrics
@@ -75,10 +82,13 @@ def evaluate(
                             for m in metrics))
     console.print(table)
     if result.rows:
+        from diffctl.runs import directory as files
         from diffctl_cli.plots import plot_metric_curves
 
         plot_metric_curves([{k: v for k, v in r.items() if k != "seconds"} for r in result.rows],
-                           result.folder / "metric_vs_epoch.png", floors=result.floors)
+                           result.folder / files.EVAL_PLOT, floors=result.floors)
+    if result.samples:
+        console.print(f"samples: {_draw_samples(result)}")
     console.print(f"results: {result.folder}")
     if result.failures:
         for failure in result.failures:
@@ -87,6 +97,28 @@ def evaluate(
         console.print(f"{len(result.failures)} of {len(result.failures) + len(result.rows)} "
                       "checkpoints could not be evaluated")
         raise typer.Exit(1)
+
+
+def _draw_samples(result) -> str:
+    """``<checkpoint>.png`` for every checkpoint that kept samples, and ``strip.png``."""
+    import numpy as np
+
+    from diffctl.runs import directory as files
+    from diffctl_cli.sample_plots import plot_checkpoint_samples, plot_sample_strip
+
+    real = np.load(result.real) if result.real is not None else None
+    epochs = {r["checkpoint"]: r["epoch"] for r in result.rows}
+    items = []
+    for name, path in sorted(result.samples.items(), key=lambda kv: epochs.get(kv[0], 0)):
+        samples = np.load(path)
+        label = f"epoch {epochs[name]}" if name in epochs else name
+        plot_checkpoint_samples(samples, real, files.eval_picture_path(result.folder, name),
+                                f"{name} ({label}), {len(samples)} samples")
+        items.append((label, samples))
+    kind = "images" if items[0][1].ndim == 4 else "points"
+    plot_sample_strip(items, real, result.folder / files.EVAL_STRIP,
+                      f"the first {len(items[0][1])} {kind} of each checkpoint, same x_T")
+    return f"{len(items)} checkpoint pictures and {files.EVAL_STRIP} in {result.folder}"
 
 
 def register(app: typer.Typer) -> None:

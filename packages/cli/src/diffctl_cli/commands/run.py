@@ -129,10 +129,10 @@ def _execute(choices: dict, out_text: str | None, resume: Path | None,
             the_run.finalize()
         return
     if evaluate:
-        from diffctl_cli.progress import reporting
+        from diffctl_cli.progress import sampling
 
-        with reporting("sample") as on_progress:
-            report = the_run.finalize(on_progress=on_progress)
+        with sampling() as (on_progress, on_stage):
+            report = the_run.finalize(on_progress=on_progress, on_stage=on_stage)
         _print_report(report)
     else:
         from diffctl_cli.tables import train_line

@@ -51,12 +51,20 @@ def sample(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Refuse a damaged 'last' checkpoint instead of falling back to the "
         "newest intact one.")] = False,
+    comparison: Annotated[bool, typer.Option(
+        "--comparison", help="One figure from the same x_T, one row per sampler (points: one "
+        "panel per sampler), each titled with its steps, wall time and the run's headline "
+        "metric on --num-samples samples. Default samplers: ancestral and DDIM (eta 0) over "
+        "all T steps, DDIM 50, Heun and DPM-Solver++ 20; see --samplers.")] = False,
+    samplers: Annotated[str | None, typer.Option(
+        help="The samplers of --comparison (implies it): name[:steps|all][:field=value], "
+        "comma-separated, e.g. ddim:50,heun:20,ddim:50:eta=1.")] = None,
 ) -> None:
     """Draw samples from a trained run with any sampler; writes
     samples/<checkpoint>-<sampler>-<steps>steps-<n>-seed<seed>.npy."""
     from diffctl.errors import UsageError
     from diffctl.runs import Run
-    from diffctl_cli.progress import reporting
+    from diffctl_cli.progress import reporting, sampling
 
     if (run_dir is None) == (model_file is None):
         raise UsageError("pass one of --run (a run directory) or --model (an exported model)")
@@ -71,6 +79,17 @@ def sample(
     if out is not None:
         raise UsageError("--out goes with --model; run samples go to <run>/samples/")
     run = Run.open(run_dir)
+    if comparison or samplers:
+        others = [name for name, given in (
+            ("--sampler", sampler), ("--steps", steps), ("--inpaint", inpaint),
+            ("--grid", grid), ("--progressive", progressive), ("--label", label),
+            ("--guidance", guidance), ("--set", set_), ("--png-dir", png_dir)) if given]
+        if others:
+            raise UsageError(f"--comparison takes --samplers, --num-samples, --checkpoint, "
+                             f"--seed, --device and --no-metrics; not {', '.join(others)}")
+        _compare_samplers(run, samplers, checkpoint, num_samples, seed, device, metrics,
+                          strict)
+        return
     if (grid or progressive) and run.data_kind != "images":
         raise UsageError("--grid and --progressive are for image runs")
     if inpaint:
@@ -83,17 +102,35 @@ def sample(
         return
     if png_dir is not None and run.data_kind != "images":
         raise UsageError("--png-dir is for image runs")
-    with reporting("sample") as on_progress:
+    with sampling() as (on_progress, on_stage):
         result = run.sample(checkpoint=checkpoint, sampler=sampler, sampler_options=options,
                             steps=steps, num_samples=num_samples, seed=seed, label=label,
                             guidance_scale=guidance, device=device, progression=progressive,
-                            metrics=metrics, strict=strict, on_progress=on_progress)
+                            metrics=metrics, strict=strict, on_progress=on_progress,
+                            on_stage=on_stage)
     _show_samples(run, result, grid)
     if png_dir is not None:
         from diffctl.runs.export import write_pngs
 
         paths = write_pngs(result.samples, png_dir, _labels(run, result))
         console.print(f"PNGs: {len(paths)} files in {png_dir}")
+
+
+def _compare_samplers(run, samplers, checkpoint, num_samples, seed, device, metrics,
+                      strict) -> None:
+    """``sample --comparison``: the library draws and scores, the figure is drawn here."""
+    from diffctl_cli.progress import sampling
+    from diffctl_cli.sample_plots import plot_sampler_comparison
+    from diffctl_cli.tables import sampler_table
+
+    with sampling("compare samplers") as (on_progress, on_stage):
+        result = run.compare_samplers(samplers, checkpoint=checkpoint, num_samples=num_samples,
+                                      seed=seed, device=device, metrics=metrics,
+                                      strict=strict, on_progress=on_progress,
+                                      on_stage=on_stage)
+    console.print(sampler_table(result))
+    figure = plot_sampler_comparison(result, result.path.with_suffix(".png"))
+    console.print(f"comparison: {figure} (summary {result.path.name})")
 
 
 def _labels(run, result):

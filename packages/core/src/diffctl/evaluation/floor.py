@@ -27,20 +27,24 @@ def floor_seeds(seed: int, draws: int) -> list[tuple[int, int]]:
 
 def metric_floor(metric: Callable[[Any, Any], dict[str, float]],
                  reference: Callable[[int, int], torch.Tensor], n: int, draws: int = 5,
-                 seed: int = 0) -> dict[str, dict[str, Any]]:
+                 seed: int = 0, on_progress: Callable[[int, int], None] | None = None
+                 ) -> dict[str, dict[str, Any]]:
     """The real-vs-real floor of ``metric`` at sample size ``n``.
 
     Draw ``i`` evaluates ``metric(reference(n, s_a), reference(n, s_b))`` with the two seeds of
     :func:`floor_seeds`; ``reference(n, seed)`` must return a fresh real sample for each seed.
     Returns, for every key the metric returns, ``{"mean": ..., "p95": ..., "values": [...]}``
     with ``p95`` numpy's (linearly interpolated) 95th percentile over the draws.
+    ``on_progress(done, draws)`` is called after each draw.
     """
     if draws < 1:
         raise ValueError("draws must be at least 1")
     values: dict[str, list[float]] = {}
-    for seed_a, seed_b in floor_seeds(seed, draws):
+    for i, (seed_a, seed_b) in enumerate(floor_seeds(seed, draws)):
         result = metric(reference(n, seed_a), reference(n, seed_b))
         for key, value in result.items():
             values.setdefault(key, []).append(float(value))
+        if on_progress is not None:
+            on_progress(i + 1, draws)
     return {key: {"mean": float(np.mean(v)), "p95": float(np.percentile(v, 95)), "values": v}
             for key, v in values.items()}

@@ -10,9 +10,10 @@
 
 Modules, one job each: ``config`` (the run config, defaults and validation), ``components``
 (building them), ``directory`` (every file of a run directory), ``sampling``, ``evaluation``
-(metrics and floors), ``checkpoint_eval`` (parallel checkpoint sweeps), ``comparison`` and
-``run`` (the :class:`Run` object). See docs/design.md. The names below are imported on first
-use, so ``import diffctl.runs.config`` never pulls in torch.
+(metrics and floors), ``checkpoint_eval`` (parallel checkpoint sweeps), ``comparison``,
+``sampler_comparison`` (several samplers from one x_T) and ``run`` (the :class:`Run` object).
+See docs/design.md. The names below are imported on first use, so ``import
+diffctl.runs.config`` never pulls in torch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ _EXPORTS = {
     "Run": "diffctl.runs.run", "SampleResult": "diffctl.runs.results",
     "InpaintResult": "diffctl.runs.results", "EvalResult": "diffctl.runs.results",
     "compare": "diffctl.runs.comparison",
+    "SamplerComparison": "diffctl.runs.sampler_comparison",
+    "SamplerSpec": "diffctl.runs.sampler_comparison",
     "RunConfig": "diffctl.runs.config", "compose": "diffctl.runs.config",
     "resolve": "diffctl.runs.config",
 }

@@ -5,6 +5,9 @@ the evaluation's seed and computes the metrics against the real sample of its ``
 stream. Workers use ``cpu_count // workers`` torch threads each, so one worker may use every
 core and N workers share them.
 
+A worker may keep the first samples of its checkpoint (``keep``); they travel back with its
+row under :data:`KEPT` and are handed to ``on_samples``, never written into the rows.
+
 A checkpoint that cannot be evaluated (unreadable, damaged, a metric failing on it) becomes a
 failure row ``{"checkpoint", "error"}`` and the others go on; a worker process that dies is
 reported and the checkpoints its pool lost are tried once more, each in a process of its own
@@ -38,15 +41,18 @@ log = logging.getLogger("diffctl")
 #: Thread-count variables of the numerical libraries (OpenMP, OpenBLAS, MKL, ...).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+#: The key of a worker's row that carries its kept samples (a numpy array) to the parent.
+KEPT = "_kept_samples"
 
 
 def evaluate_checkpoint(run_dir: str, checkpoint: str, metrics: list[str], num_samples: int,
                         num_steps: int, seed: int, threads: int, use_ema: bool = True,
                         metric_overrides: dict[str, dict[str, Any]] | None = None,
-                        device: str | None = None) -> dict[str, Any]:
+                        device: str | None = None, keep: int = 0) -> dict[str, Any]:
     """Metrics of one checkpoint (runs in a worker process): a row of values, or a failure
     row ``{"checkpoint", "error"}``. ``metric_overrides`` are merged over the run's
-    ``eval.metric_options`` per metric (see :func:`prepare_references`)."""
+    ``eval.metric_options`` per metric (see :func:`prepare_references`). The first ``keep``
+    samples ride along under :data:`KEPT`."""
     import torch
 
     from diffctl.runs.evaluation import (
@@ -85,6 +91,8 @@ def evaluate_checkpoint(run_dir: str, checkpoint: str, metrics: list[str], num_s
            "seconds": round(time.perf_counter() - started, 3)}
     if metadata:
         row["metric_metadata"] = metadata
+    if keep:
+        row[KEPT] = samples[:keep].numpy()
     return row
 
 
@@ -154,12 +162,15 @@ def evaluate_checkpoints(run_dir: Path, checkpoints: list[str], metrics: list[st
                          device: str | None = None, threads: int | None = None,
                          on_progress: Callable[[int, int], None] | None = None,
                          devices: list[str] | None = None,
+                         keep: int = 0,
+                         on_samples: Callable[[str, Any], None] | None = None,
                          task: Callable[..., dict[str, Any]] | None = None
                          ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Evaluate ``checkpoints`` of ``run_dir`` with ``workers`` processes on ``device``
     (default: the run's train.device) or round-robin over ``devices``, each process using
     ``threads`` threads (default: its share of the cores). Returns (rows in epoch order,
-    failures); ``on_progress(done, total)`` after each checkpoint. ``task`` replaces
+    failures); ``on_progress(done, total)`` after each checkpoint; ``on_samples(checkpoint,
+    array)`` with the first ``keep`` samples of each checkpoint evaluated. ``task`` replaces
     :func:`evaluate_checkpoint` (a module-level function with its arguments; tests)."""
     task = task or evaluate_checkpoint
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
@@ -169,6 +180,9 @@ def evaluate_checkpoints(run_dir: Path, checkpoints: list[str], metrics: list[st
 
     def finished(row: dict[str, Any]) -> None:
         nonlocal done
+        samples = row.pop(KEPT, None)
+        if samples is not None and on_samples is not None:
+            on_samples(row["checkpoint"], samples)
         rows.append(row)
         done += 1
         if on_progress is not None:
@@ -178,7 +192,7 @@ def evaluate_checkpoints(run_dir: Path, checkpoints: list[str], metrics: list[st
         _, overrides = prepare_references(run_dir, metrics, num_samples, seed, folder)
         placed = assign_devices(checkpoints, devices, device)
         args = {c: (str(run_dir), c, metrics, num_samples, num_steps, seed, threads, True,
-                    overrides, placed[c]) for c in checkpoints}
+                    overrides, placed[c], keep) for c in checkpoints}
         if workers == 1:
             for c in checkpoints:
                 finished(task(*args[c]))

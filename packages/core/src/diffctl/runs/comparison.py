@@ -98,7 +98,8 @@ def compare(run_dirs: list[Path | str], metrics: list[str] | None = None,
     ``final`` (the final report's values, reconstruction metrics included), ``floors`` and
     ``excess`` (distance of each final value from its floor), ``summary`` (per-checkpoint
     history, see :func:`summarize`), ``curves`` ([epoch, value] per checkpoint), ``missing``
-    (requested metrics the run lacks). Runs are
+    (requested metrics the run lacks), ``samples_file`` and ``real_file`` (the final
+    evaluation's samples.npy and real.npy, None when absent). Runs are
     ranked per metric by excess over the floor, runs within 1% of each other tied; runs
     without a floor for a metric are ranked after those with one, by value.
     """
@@ -146,10 +147,19 @@ def compare(run_dirs: list[Path | str], metrics: list[str] | None = None,
                          "floors": {m: d["floors"][m] for m in names if m in d["floors"]},
                          "excess": excess, "summary": summary, "curves": curves,
                          "missing": missing,
-                         "train_seconds": d["train_seconds"]}
+                         "train_seconds": d["train_seconds"],
+                         **_sample_files(Path(run))}
     ranking = {m: _rank(out_runs, m, directions[m]) for m in names}
     return {"metrics": names, "higher_is_better": directions, "runs": out_runs,
             "ranking": ranking}
+
+
+def _sample_files(run: Path) -> dict[str, str | None]:
+    """Where a run's final samples and real sample are (None when absent)."""
+    directory = RunDirectory(run)
+    found = {key: directory.file(name) for key, name in (("samples_file", files.SAMPLES),
+                                                         ("real_file", files.REAL))}
+    return {key: str(path) if path.is_file() else None for key, path in found.items()}
 
 
 def _rank(runs: dict[str, Any], metric: str, higher_is_better: bool) -> list[list[str]]:

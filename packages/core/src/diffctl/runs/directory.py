@@ -10,8 +10,12 @@
     metrics.json           the final report: training summary, metrics with floors
     samples.npy, real.npy  the final evaluation's generated and real samples
     trajectory.npz         states along the sampling path of the first samples
-    samples/               diffctl sample: one .npy (and plots) per checkpoint, sampler, steps
-    eval/<id>/             diffctl eval: one folder per evaluation, never overwritten
+    samples/               diffctl sample: one .npy (and plots) per checkpoint, sampler, steps;
+                           comparison-*.json: sampler comparisons (sample --comparison)
+    eval/<id>/             diffctl eval: one folder per evaluation, never overwritten; its
+                           samples/<checkpoint>.npy (a few samples of each checkpoint) and
+                           real.npy, and the pictures the CLI draws from them
+    report.html            diffctl report: the run on one self-contained page
     *.png                  plots drawn by the CLI
 
 Writers replace files atomically (temporary file, then rename), so a killed process leaves the
@@ -44,6 +48,10 @@ EVAL_DIR = "eval"
 EVAL_ROWS = "checkpoints.jsonl"
 EVAL_FLOORS = "floors.json"
 EVAL_SETTINGS = "settings.json"
+EVAL_SAMPLES = "samples"  # eval/<id>/samples/<checkpoint>.npy
+EVAL_PLOT = "metric_vs_epoch.png"
+EVAL_STRIP = "strip.png"  # the kept samples of every checkpoint, across epochs
+REPORT_HTML = "report.html"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -60,6 +68,19 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {path} ({exc.strerror or exc}); its previous "
                            "version, if any, is kept") from None
+
+
+def save_array(path: Path, array: Any) -> Path:
+    """Write a numpy array as ``.npy`` atomically (creating the folder)."""
+    import io
+
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    write_atomic(path, buffer.getvalue())
+    return path
 
 
 def read_text(path: Path, what: str = "file") -> str:
@@ -235,6 +256,15 @@ class RunDirectory:
         return folder / f"{checkpoint}-{sampler}-{steps}steps-{num_samples}-seed{seed}" \
                         f"{suffix}.npy"
 
+    def comparison_path(self, checkpoint: str, num_samples: int, seed: int,
+                        specs: list[Any]) -> Path:
+        """``samples/comparison-<checkpoint>-<n>-seed<seed>-<hash of the samplers>.json``: a
+        sampler comparison's summary (the CLI draws the ``.png`` of the same stem)."""
+        folder = self.path / SAMPLES_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        key = settings_key({"samplers": [repr(s) for s in specs]})
+        return folder / f"comparison-{checkpoint}-{num_samples}-seed{seed}-{key}.json"
+
     def new_eval_dir(self, settings: dict[str, Any]) -> Path:
         """A fresh ``eval/<time>-<settings hash>/`` folder; never an existing one."""
         base = self.path / EVAL_DIR
@@ -255,3 +285,21 @@ class RunDirectory:
         if not base.is_dir():
             return []
         return sorted(p for p in base.iterdir() if (p / EVAL_ROWS).is_file())
+
+
+def eval_sample_path(folder: Path, checkpoint: str) -> Path:
+    """``eval/<id>/samples/<checkpoint>.npy``: the samples kept of one evaluated checkpoint."""
+    return folder / EVAL_SAMPLES / f"{checkpoint}.npy"
+
+
+def eval_picture_path(folder: Path, checkpoint: str) -> Path:
+    """``eval/<id>/<checkpoint>.png``: the picture of one checkpoint's kept samples."""
+    return folder / f"{checkpoint}.png"
+
+
+def kept_samples(folder: Path) -> dict[str, Path]:
+    """The kept samples of an evaluation folder by checkpoint, in checkpoint order."""
+    base = folder / EVAL_SAMPLES
+    if not base.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(base.glob("*.npy"))}

@@ -72,23 +72,47 @@ def plain(value: Any) -> Any:
         return str(value)
 
 
+Progress = Callable[[int, int], None] | None
+#: ``on_stage(stage, done, total)``: progress of the secondary long operations, ``floors``
+#: (real-vs-real draws) and ``features`` (images through a feature extractor).
+StageProgress = Callable[[str, int, int], None] | None
+
+
+def bind_stage(on_stage: StageProgress, name: str) -> Progress:
+    """``on_stage`` bound to one stage, as a plain ``(done, total)`` callback."""
+    if on_stage is None:
+        return None
+    return lambda done, total: on_stage(name, done, total)
+
+
+def with_progress(metric: Any, on_progress: Progress) -> Any:
+    """Hand ``on_progress(done, total)`` to a metric that reports the progress of its feature
+    extraction (it has an ``on_progress`` attribute, docs/plugins.md); others are unchanged."""
+    if on_progress is not None and hasattr(metric, "on_progress"):
+        metric.on_progress = on_progress
+    return metric
+
+
 def metric_values(registry: Registry, names: list[str], generated: torch.Tensor | None,
                   real: torch.Tensor | None, options: dict[str, dict[str, Any]] | None = None,
                   model_inputs: ModelInputs | None = None,
                   metadata: dict[str, Any] | None = None, labels: torch.Tensor | None = None,
-                  real_labels: torch.Tensor | None = None) -> dict[str, float]:
+                  real_labels: torch.Tensor | None = None,
+                  on_features: Progress = None) -> dict[str, float]:
     """Values of the named metrics: sample (and paired) metrics on (generated, real), model
     metrics on ``model_inputs``. A metric that leaves a ``metadata`` dict (extractor, weights
     hash, counts) has it copied into ``metadata[name]`` when a dict is passed. Metrics that
     declare they need a feature extractor or classifier are called with ``features=``, a dict
     they may keep image features in for the others (docs/plugins.md); metrics that need
     ``labels`` get ``labels=`` (the class each generated sample was generated for) and
-    ``real_labels=`` (the classes of the real sample, None when unknown)."""
+    ``real_labels=`` (the classes of the real sample, None when unknown). ``on_features(done,
+    total)`` follows long feature extractions (images) of the metrics that report them."""
     values: dict[str, float] = {}
     features: dict[Any, Any] = {}  # image features shared by the metrics of this evaluation
     for name in names:
         info = registry.metric_info(name)
-        metric = registry.create("metric", name, (options or {}).get(name))
+        metric = with_progress(registry.create("metric", name, (options or {}).get(name)),
+                               on_features)
         if info.input == "model":
             if model_inputs is None:
                 raise UsageError(f"metric '{name}' scores a model; it cannot be computed "
@@ -137,26 +161,32 @@ def metric_options_on(config: RunConfig, registry: Registry,
 
 
 def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[str, Any]],
-                  dataset: Any, n: int, draws: int, seed: int) -> dict[str, dict[str, Any]]:
+                  dataset: Any, n: int, draws: int, seed: int, on_progress: Progress = None,
+                  on_features: Progress = None) -> dict[str, dict[str, Any]]:
     """Real-vs-real floors (mean, p95, values) of the sample metrics among ``names`` at sample
     size ``n``, drawn from the ``floors`` stream of run seed ``seed``; model and paired
     metrics have none. A zero-centred estimator's floor is marked so: "within k x of the
     floor" means below k x p95 there. A metric that needs labels gets a real labelled draw
-    as its generated side (with the draw's labels as ``labels``)."""
+    as its generated side (with the draw's labels as ``labels``). ``on_progress(done,
+    total)`` after each draw, counted over all the metrics' draws; ``on_features`` as in
+    :func:`metric_values`."""
     from diffctl.evaluation.floor import metric_floor
 
     floors: dict[str, dict[str, Any]] = {}
-    for name in names:
+    sample_metrics = [m for m in names if registry.metric_info(m).input == "samples"]
+    total = draws * len(sample_metrics)
+    for i, name in enumerate(sample_metrics):
         info = registry.metric_info(name)
-        if info.input != "samples":
-            continue
-        metric = registry.create("metric", name, options.get(name))
+        metric = with_progress(registry.create("metric", name, options.get(name)),
+                               on_features)
         if "labels" in info.needs:
             metric, reference = _labelled_floor(name, metric, dataset)
         else:
             reference = dataset.reference
+        step = None if on_progress is None else (
+            lambda done, _draws, base=i * draws: on_progress(base + done, total))
         found = metric_floor(metric, reference, n, draws=draws,
-                             seed=stream_seed(seed, "floors"))
+                             seed=stream_seed(seed, "floors"), on_progress=step)
         if info.zero_centred and name in found:
             found[name]["zero_centred"] = True  # compare with the p95, not the mean
         floors.update(found)
@@ -247,12 +277,14 @@ def summarize_floors(values: dict[str, float], floors: dict[str, dict[str, Any]]
 
 def final_evaluation(config: RunConfig, components: Components, model: torch.nn.Module,
                      registry: Registry, directory: RunDirectory, batch_size: int,
-                     on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                     on_progress: Progress = None, on_stage: StageProgress = None
+                     ) -> dict[str, Any]:
     """The final evaluation of a trained model: ``sample.num_samples`` samples from the run's
     ``sample`` stream, every metric against a real sample of its ``reference`` stream with its
     floor, test-loss, the reconstruction metrics. Writes samples.npy, real.npy and
     trajectory.npz (10 states from x_T to x_0) into ``directory``; returns the report's
-    ``eval`` section."""
+    ``eval`` section. ``on_stage(stage, done, total)`` follows floors and feature extraction."""
+
     cfg = config.sample
     # for images 10 samples along the 10 states make the 10x10 progression grid
     keep = min(cfg.progression_samples, 10) if components.images else cfg.progression_samples
@@ -271,7 +303,8 @@ def final_evaluation(config: RunConfig, components: Components, model: torch.nn.
     values = metric_values(registry, names, samples, real, options,
                            heldout_inputs(config, components, model), metadata,
                            generated_labels(model, cfg.num_samples),
-                           reference_labels(components.dataset, cfg.num_samples, ref_seed))
+                           reference_labels(components.dataset, cfg.num_samples, ref_seed),
+                           on_features=bind_stage(on_stage, "features"))
     result: dict[str, Any] = {"num_samples": cfg.num_samples, "sample_seconds": sample_seconds,
                               "metrics": values, "floors": {}, "metric_metadata": metadata}
     k = num_classes(model)
@@ -279,7 +312,9 @@ def final_evaluation(config: RunConfig, components: Components, model: torch.nn.
         result["labels"] = f"sample i has class i mod {k}"
     if config.eval.floor_draws:
         result["floors"] = metric_floors(registry, names, options, components.dataset,
-                                         cfg.num_samples, config.eval.floor_draws, config.seed)
+                                         cfg.num_samples, config.eval.floor_draws, config.seed,
+                                         on_progress=bind_stage(on_stage, "floors"),
+                                         on_features=bind_stage(on_stage, "features"))
     if config.eval.reconstruction_metrics:
         result["reconstruction"] = reconstruction_values(config, components, model, registry)
     np.save(directory.file(files.SAMPLES), samples.numpy())

@@ -71,3 +71,5 @@ class EvalResult:
     num_samples: int
     workers: int
     seconds: float
+    samples: dict[str, Path] = field(default_factory=dict)  # checkpoint -> kept samples
+    real: Path | None = None  # as many real samples as were kept per checkpoint

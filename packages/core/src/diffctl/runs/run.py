@@ -24,7 +24,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,8 @@ from diffctl.runs.components import Components, build, build_dataset, build_samp
 from diffctl.runs.config import RunConfig, config_fingerprint, dump, resolve
 from diffctl.runs.directory import RunDirectory, check_output_dir, default_run_dir
 from diffctl.runs.evaluation import (
+    StageProgress,
+    bind_stage,
     check_sample_count,
     final_evaluation,
     generated_labels,
@@ -68,6 +70,9 @@ from diffctl.training.checkpoint import (
 )
 from diffctl.training.distributed import dist_info
 from diffctl.training.trainer import StepEvent, Trainer, TrainState, pick_device
+
+if TYPE_CHECKING:
+    from diffctl.runs.sampler_comparison import SamplerComparison, SamplerSpec
 
 log = logging.getLogger("diffctl")
 
@@ -392,11 +397,13 @@ class Run:
             "parameters": sum(p.numel() for p in trainer.model.parameters())}
 
     # -- the final evaluation -----------------------------------------------------------------
-    def finalize(self, *, on_progress: Progress = None) -> dict[str, Any]:
+    def finalize(self, *, on_progress: Progress = None,
+                 on_stage: StageProgress = None) -> dict[str, Any]:
         """The final evaluation of the trained model (EMA weights when the config says so):
         ``sample.num_samples`` samples, every metric with its real-vs-real floor, the
         reconstruction metrics; writes samples.npy, real.npy, trajectory.npz and the report
-        metrics.json. Returns the report."""
+        metrics.json. Returns the report. ``on_progress`` counts sampler steps,
+        ``on_stage(stage, done, total)`` floors and feature extraction."""
         if not dist_info().is_main:
             return {"run": str(self.path), "rank": dist_info().rank}
         if self._trainer is not None and self._components is not None:
@@ -414,7 +421,7 @@ class Run:
         report = {"run": str(self.path), "train": train,
                   "eval": final_evaluation(self.config, components, model, self.registry,
                                            self.dir, self._sample_batch(components),
-                                           on_progress)}
+                                           on_progress, on_stage)}
         self.dir.write_json(files.REPORT, report)
         self._log_final(report, components)
         return report
@@ -497,7 +504,7 @@ class Run:
                label: int | None = None, guidance_scale: float | None = None,
                device: str | None = None, progression: bool = False,
                metrics: bool = True, save: bool = True, strict: bool = False,
-               on_progress: Progress = None) -> SampleResult:
+               on_progress: Progress = None, on_stage: StageProgress = None) -> SampleResult:
         """Draw samples from a checkpoint, with any sampler and step count.
 
         ``seed`` is a run seed (default: this run's): the noise comes from its ``sample``
@@ -552,14 +559,38 @@ class Run:
             result.metrics = metric_values(
                 self.registry, cfg.eval.metrics, samples, real, options,
                 heldout_inputs(cfg, components, model), None, generated_labels(model, n),
-                reference_labels(components.dataset, n, ref_seed))
+                reference_labels(components.dataset, n, ref_seed),
+                on_features=bind_stage(on_stage, "features"))
             if cfg.eval.floor_draws:
                 result.floors = metric_floors(self.registry, cfg.eval.metrics, options,
                                               components.dataset, n, cfg.eval.floor_draws,
-                                              seed)
+                                              seed, on_progress=bind_stage(on_stage, "floors"),
+                                              on_features=bind_stage(on_stage, "features"))
         elif not components.images:
             result.real = components.dataset.reference(n, stream_seed(seed, "reference"))
         return result
+
+    def compare_samplers(self, samplers: str | list[SamplerSpec] | None = None, *,
+                         checkpoint: str = "last", num_samples: int | None = None,
+                         seed: int | None = None, show: int = 10, device: str | None = None,
+                         metrics: bool = True, save: bool = True, strict: bool = False,
+                         on_progress: Progress = None,
+                         on_stage: StageProgress = None) -> SamplerComparison:
+        """Draw ``num_samples`` samples (default ``sample.num_samples``) with each sampler of
+        ``samplers`` (specs, their text ``ddim:50,heun:20``, or None: the default list of
+        :func:`~diffctl.runs.sampler_comparison.default_specs`) from one checkpoint and the
+        same x_T (the ``sample`` stream of ``seed``). Each row is timed and scored with the
+        run's headline metric, the first sample metric of ``eval.metrics``, against one real
+        sample of the ``reference`` stream (with its floor when ``eval.floor_draws`` is set).
+        Each row keeps the x_T of its first ``show`` samples. With ``save`` a JSON summary
+        goes to ``samples/comparison-...json``. ``on_progress`` counts sampler steps over all
+        rows; ``on_stage(stage, done, total)`` reports floors and feature extraction."""
+        from diffctl.runs.sampler_comparison import compare_samplers
+
+        return compare_samplers(self, samplers, checkpoint=checkpoint, num_samples=num_samples,
+                                seed=seed, show=show, device=device, metrics=metrics,
+                                save=save, strict=strict, on_progress=on_progress,
+                                on_stage=on_stage)
 
     def inpaint(self, region: str, *, checkpoint: str = "last", num_images: int = 100,
                 sampler: str | None = None, sampler_options: dict[str, Any] | None = None,
@@ -606,7 +637,8 @@ class Run:
 
     def evaluate_images(self, folder: Path | str, *, metrics: list[str] | None = None,
                         seed: int | None = None, floors: bool = True,
-                        device: str | None = None) -> dict[str, Any]:
+                        device: str | None = None,
+                        on_stage: StageProgress = None) -> dict[str, Any]:
         """Score a folder of PNG images made elsewhere (or by ``sample --png-dir``) with this
         run's metrics against the real sample of the ``reference`` stream of ``seed`` (default:
         the run's) and floors at the folder's image count. Model metrics (test-loss) need a
@@ -631,23 +663,29 @@ class Run:
         ref_seed = stream_seed(seed, "reference")
         values = metric_values(registry, names, images, real, options, metadata=metadata,
                                labels=read_png_labels(folder, len(images)),
-                               real_labels=reference_labels(dataset, len(images), ref_seed))
+                               real_labels=reference_labels(dataset, len(images), ref_seed),
+                               on_features=bind_stage(on_stage, "features"))
         result = {"folder": str(folder), "num_samples": len(images), "metrics": values,
                   "floors": {}, "metric_metadata": metadata}
         if floors and cfg.eval.floor_draws:
             result["floors"] = metric_floors(registry, names, options, dataset, len(images),
-                                             cfg.eval.floor_draws, seed)
+                                             cfg.eval.floor_draws, seed,
+                                             on_progress=bind_stage(on_stage, "floors"),
+                                             on_features=bind_stage(on_stage, "features"))
         return result
 
     def evaluate(self, *, checkpoints: str = "all", metrics: list[str] | None = None,
                  num_samples: int | None = None, steps: int | None = None,
                  seed: int | None = None, workers: int = 1, threads: int | None = None,
                  device: str | None = None, devices: list[str] | None = None,
-                 floors: bool = True, on_progress: Progress = None) -> EvalResult:
+                 floors: bool = True, keep_samples: int | None = None,
+                 on_progress: Progress = None, on_stage: StageProgress = None) -> EvalResult:
         """Evaluate saved checkpoints (``all``, ``last``, ``best`` or names) in ``workers``
         processes; writes a new ``eval/<time>-<settings>/`` folder and never touches an
         earlier one. A checkpoint that cannot be evaluated is reported in ``failures`` and
-        the others go on."""
+        the others go on. The first ``keep_samples`` samples of each checkpoint (default: 16
+        images or 1000 points; 0: none) go to ``samples/<checkpoint>.npy`` in that folder,
+        with as many real ones in ``real.npy``."""
         from diffctl.runs.checkpoint_eval import evaluate_checkpoints
 
         cfg, registry = self.config, self.registry
@@ -664,6 +702,10 @@ class Run:
             raise UsageError("--workers must be at least 1")
         if threads is not None and threads < 1:
             raise UsageError("--threads must be at least 1")
+        images = len(dataset.sample_shape) > 1
+        keep = min(n, (16 if images else 1000) if keep_samples is None else keep_samples)
+        if keep < 0:
+            raise UsageError(f"keep_samples must be at least 0, got {keep_samples}")
         steps = cfg.sample.num_steps if steps is None else steps
         T = int(cfg.scheduler.options().get("num_train_timesteps") or 0)
         if steps < 1 or (T and steps > T):
@@ -678,24 +720,36 @@ class Run:
                     "steps": steps, "seed": seed, "device": str(run_device),
                     "sampler": cfg.sampler.name}
         started = time.perf_counter()
+        kept: dict[str, np.ndarray] = {}
         rows, failures = evaluate_checkpoints(self.path, names, metrics, n, steps, seed,
-                                              workers, device, threads, on_progress, devices)
+                                              workers, device, threads, on_progress,
+                                              devices, keep, kept.__setitem__)
         seconds = time.perf_counter() - started
         floor_values: dict[str, dict[str, Any]] = {}
         if floors:
             options = metric_options_on(cfg, registry, run_device)
             floor_values = metric_floors(registry, metrics, options, dataset, n,
-                                         cfg.eval.floor_draws or 5, seed)
+                                         cfg.eval.floor_draws or 5, seed,
+                                         on_progress=bind_stage(on_stage, "floors"),
+                                         on_features=bind_stage(on_stage, "features"))
         folder = self.dir.new_eval_dir(settings)
         files.write_atomic(folder / files.EVAL_SETTINGS, _json(
             {**settings, "workers": workers, "seconds": round(seconds, 3),
-             "failures": failures}))
+             "kept_samples": keep, "failures": failures}))
+        sample_files: dict[str, Path] = {}
+        if kept:
+            for name in sorted(kept):
+                sample_files[name] = files.eval_sample_path(folder, name)
+                files.save_array(sample_files[name], kept[name])
+            real = dataset.reference(n, stream_seed(seed, "reference"))[:keep]
+            files.save_array(folder / files.REAL, real.numpy())
         files.write_atomic(folder / files.EVAL_ROWS, "".join(_json(r, indent=None) + "\n"
                                                               for r in rows))
         if floor_values:
             files.write_atomic(folder / files.EVAL_FLOORS, _json(
                 {"num_samples": n, "floors": floor_values}))
-        return EvalResult(folder, rows, failures, floor_values, metrics, n, workers, seconds)
+        return EvalResult(folder, rows, failures, floor_values, metrics, n, workers, seconds,
+                          sample_files, folder / files.REAL if kept else None)
 
 
 def _json(payload: Any, indent: int | None = 1) -> str:
