@@ -88,7 +88,7 @@ def test_every_sampler_starts_from_the_same_x_T(points_run: Path) -> None:
         assert torch.equal(direct.samples, row.samples), row.spec
         assert row.seconds > 0 and np.isfinite(row.value)
     assert not torch.equal(result.rows[0].samples, result.rows[1].samples)
-    assert result.metric == "mmd-rbf" and result.higher_is_better is False
+    assert result.metric == "c2st" and result.higher_is_better is False
     assert len(result.floor["values"]) == 5 and result.real.shape == (120, 2)
 
 
@@ -119,7 +119,7 @@ def test_cli_comparison_of_points_has_a_panel_per_sampler(points_run: Path, caps
     # the default list at T = 30: ancestral and DDIM over all 30 steps, Heun and DPM++ at 20
     assert [(r["sampler"], r["steps"]) for r in data["rows"]] == [
         ("ancestral", 30), ("ddim", 30), ("heun", 20), ("dpmpp-2m", 20)]
-    assert data["metric"] == "mmd-rbf" and all(r["value"] is not None for r in data["rows"])
+    assert data["metric"] == "c2st" and all(r["value"] is not None for r in data["rows"])
     width, height = png_size(summary.with_suffix(".png"))
     assert width > 2 * height  # four panels side by side
     assert "dpmpp-2m" in out and "real-vs-real floor" in out
