@@ -11,6 +11,7 @@ module in :data:`COMMAND_MODULES`.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -179,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(f"a file is not UTF-8 text ({error.reason}); is it the file you meant?", 2)
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""
-        _fail(f"{error.strerror or error}{where}", 1)
+        # a name no file system accepts is a bad argument, not a failure of the machine
+        _fail(f"{error.strerror or error}{where}", 2 if error.errno == errno.ENAMETOOLONG else 1)
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

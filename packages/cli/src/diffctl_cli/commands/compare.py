@@ -22,9 +22,12 @@ def compare(
 ) -> None:
     """Side by side: final value against its floor, rank, best checkpoint, convergence and
     stability of each metric; a run that lacks a metric says so."""
+    from diffctl.errors import UsageError
     from diffctl.runs import compare as compare_runs
     from diffctl_cli.tables import fmt
 
+    if out is not None and out.exists() and not out.is_dir():  # refused before any work
+        raise UsageError(f"--out {out} exists and is not a directory")
     result = compare_runs(runs, metric)
     if as_json:
         print(json.dumps(result, indent=1))

@@ -70,7 +70,8 @@ def evaluate_checkpoint(run_dir: str, checkpoint: str, metrics: list[str], num_s
     started = time.perf_counter()
     try:
         run = Run.open(run_dir)
-        loaded = run.load_model(checkpoint, use_ema=use_ema, device=device)
+        loaded = run.load_model(checkpoint, use_ema=use_ema, device=device,
+                                check_config=False)  # the parent process checked it
         components, model = loaded.components, loaded.model
         samples = generate(components, model, num_samples, num_steps,
                            stream_seed(seed, "sample"), run._sample_batch(components))

@@ -31,8 +31,11 @@ def history_source(run_dir: Path) -> tuple[Path | None, dict[str, dict[str, Any]
     if evals:
         folder = evals[-1]
         floors_file = folder / files.EVAL_FLOORS
-        floors = read_json(floors_file, "floors").get("floors", {}) \
-            if floors_file.exists() else {}
+        data = read_json(floors_file, "floors") if floors_file.exists() else {}
+        floors = data.get("floors", {}) if isinstance(data, dict) else data
+        problem = files.floors_problem(floors)
+        if problem:
+            raise UsageError(f"floors {floors_file} are damaged: {problem}")
         return folder / files.EVAL_ROWS, floors
     log = directory.file(files.METRICS_LOG)
     return (log if log.exists() else None), {}
@@ -115,12 +118,15 @@ def compare(run_dirs: list[Path | str], metrics: list[str] | None = None,
         if not directory.exists():
             raise UsageError(f"not a run directory (no {files.CONFIG}): {run}")
         source, eval_floors = history_source(run)
+        history = read_jsonl(source, announce_torn=True) if source else []
+        if any("epoch" not in r for r in history):
+            raise UsageError(f"{source}: a record without its epoch (damaged?)")
         report = directory.report() or {}
         ev = report.get("eval") or {}
         final = dict(ev.get("metrics") or {})
         final.update((ev.get("reconstruction") or {}).get("metrics") or {})
         loaded[str(run)] = {"source": str(source) if source else None,
-                            "history": read_jsonl(source) if source else [],
+                            "history": history,
                             "history_floors": eval_floors, "final": final,
                             "floors": dict(ev.get("floors") or {}),
                             "train_seconds": (report.get("train") or {}).get("train_seconds")}

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from diffctl.errors import StorageError, UsageError
+
+log = logging.getLogger("diffctl")
 
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
@@ -103,9 +106,15 @@ def read_json(path: Path, what: str = "file") -> Any:
             from None
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file; a torn last line (a killed writer) is skipped, a bad
-    line elsewhere is an error. A missing file has no records."""
+#: Keys every log record has: counters, never anything but non-negative integers.
+_COUNTERS = ("step", "epoch")
+
+
+def read_jsonl(path: Path, *, announce_torn: bool = False) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file; a torn last line (a killed writer) is skipped (with
+    a warning when ``announce_torn``: a reader that reports from the log says what it left
+    out), a bad line elsewhere or a record whose step or epoch is not a count is an error.
+    A missing file has no records."""
     if not path.exists():
         return []
     lines = read_text(path, "log").splitlines()
@@ -116,11 +125,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue  # torn by a kill: the record was never complete
+            if i == len(lines) - 1:  # torn by a kill: the record was never complete
+                if announce_torn:
+                    log.warning("%s: the last line is cut off (a killed run?); left out", path)
+                continue
             raise UsageError(f"{path}: line {i + 1} is not valid JSON (damaged?)") from None
         if not isinstance(record, dict):
             raise UsageError(f"{path}: line {i + 1} is not a JSON object (damaged?)")
+        for key in _COUNTERS:
+            value = record.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"{path}: line {i + 1} has {key} {value!r} (damaged?)")
         records.append(record)
     return records
 
@@ -171,6 +186,46 @@ def _probe_writable(folder: Path, path: Path) -> None:
     shutil.rmtree(probe, ignore_errors=True)
 
 
+def _report_problem(report: Any) -> str | None:
+    """What makes ``report`` not a final report as :meth:`Run.finalize` writes it."""
+    if not isinstance(report, dict):
+        return "not a JSON object"
+    for key in ("train", "eval"):
+        if key not in report:
+            return f"'{key}' is missing"
+        if not isinstance(report[key], dict):
+            return f"'{key}' is not an object"
+    ev = report["eval"]
+    sections = {"eval.metrics": ev.get("metrics", {}), "eval.floors": ev.get("floors", {})}
+    reconstruction = ev.get("reconstruction", {})
+    if not isinstance(reconstruction, dict):
+        return "'eval.reconstruction' is not an object"
+    sections["eval.reconstruction.metrics"] = reconstruction.get("metrics", {})
+    for where, section in sections.items():
+        if not isinstance(section, dict):
+            return f"'{where}' is not an object"
+    for name, value in {**sections["eval.metrics"],
+                        **sections["eval.reconstruction.metrics"]}.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return f"metric '{name}' is {value!r}, not a number"
+    return floors_problem(sections["eval.floors"])
+
+
+def floors_problem(floors: Any) -> str | None:
+    """What makes ``floors`` not a ``{metric: {mean, p95, ...}}`` mapping of numbers."""
+    if not isinstance(floors, dict):
+        return "the floors are not an object"
+    for name, floor in floors.items():
+        if not isinstance(floor, dict):
+            return f"the floor of '{name}' is not an object"
+        for key in ("mean", "p95"):
+            value = floor.get(key)
+            if value is not None and (not isinstance(value, int | float) or
+                                      isinstance(value, bool)):
+                return f"the floor {key} of '{name}' is {value!r}, not a number"
+    return None
+
+
 class RunDirectory:
     """The paths of one run and the readers and writers of its files."""
 
@@ -212,7 +267,8 @@ class RunDirectory:
                         fh.write(b"\n")
                 fh.write((json.dumps(record) + "\n").encode())
         except OSError as exc:
-            raise StorageError(f"cannot append to {path} ({exc.strerror or exc})") from None
+            raise StorageError(f"cannot append to {path} ({exc.strerror or exc}); its earlier "
+                               "lines are kept") from None
 
     def history(self) -> list[dict[str, Any]]:
         """The per-checkpoint records written during training."""
@@ -241,9 +297,16 @@ class RunDirectory:
         write_atomic(self.path / name, json.dumps(payload, indent=1))
 
     def report(self) -> dict[str, Any] | None:
-        """The final report (metrics.json), None before the run finished."""
+        """The final report (metrics.json), None before the run finished; a file that is not
+        a report (another shape, a value that is not a number) is an error naming it."""
         path = self.path / REPORT
-        return read_json(path, "run report") if path.exists() else None
+        if not path.exists():
+            return None
+        report = read_json(path, "run report")
+        problem = _report_problem(report)
+        if problem:
+            raise UsageError(f"run report {path} is damaged: {problem}")
+        return report
 
     # -- samples and evaluations -----------------------------------------------------------
     def sample_path(self, checkpoint: str, sampler: str, steps: int, num_samples: int,

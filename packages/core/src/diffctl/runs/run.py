@@ -180,6 +180,9 @@ class Run:
         checkpoint, _ = self._resume_point(trainer, strict)
         trainer.resume(checkpoint)
         if dist_info().is_main:
+            # a log that cannot be read is refused now, before anything is written
+            for log_name in (files.METRICS_LOG, files.TRAIN_LOG):
+                files.read_jsonl(self.dir.file(log_name))
             if epochs is not None:
                 self.dir.write_config(dump(self.config))
             self.dir.truncate_logs(trainer.state.step)
@@ -450,11 +453,13 @@ class Run:
 
     # -- using a trained run ------------------------------------------------------------------
     def load_model(self, checkpoint: str = "last", *, use_ema: bool = True,
-                   device: str | None = None, strict: bool = False) -> LoadedModel:
+                   device: str | None = None, strict: bool = False,
+                   check_config: bool = True) -> LoadedModel:
         """The run's components with ``checkpoint`` (``last``, ``best`` or a folder name)
         loaded, on ``device`` (auto, cpu, cuda, mps; default the run's train.device). When
         ``last`` is damaged, the newest intact checkpoint is used with a warning naming what
-        was skipped, unless ``strict``."""
+        was skipped, unless ``strict``. With ``check_config``, a config.yaml that is not the
+        config the checkpoint was trained with is announced (refused with ``strict``)."""
         components = build(self.config, self.registry)
         candidates = [checkpoint]
         if checkpoint == "last" and not strict:
@@ -470,8 +475,9 @@ class Run:
             try:
                 path = resolve_checkpoint(self.dir.checkpoints, name)
                 model = copy.deepcopy(components.denoiser)
-                ema = copy.deepcopy(model) if use_ema and (path / "ema.safetensors").exists() \
-                    else None
+                has_ema = (path / "ema.safetensors").exists() or \
+                    "ema.safetensors" in (read_state(path).get("files") or {})
+                ema = copy.deepcopy(model) if use_ema and has_ema else None
                 state = load_checkpoint(path, model, None, ema)
             except CheckpointError as exc:
                 if i == len(candidates) - 1:
@@ -481,11 +487,27 @@ class Run:
             if skipped:
                 log.warning("skipped damaged checkpoint(s): %s; using %s", "; ".join(skipped),
                             path.name)
+            if check_config:
+                self._check_config_record(state, path, strict)
             chosen = (ema if ema is not None else model).to(pick_device(
                 device or self.config.train.device)).eval()
             components.denoiser = chosen
             return LoadedModel(components, chosen, path, state)
         raise UsageError(f"run {self.path} has no checkpoint")
+
+    def _check_config_record(self, state: dict[str, Any], checkpoint: Path,
+                             strict: bool = False) -> None:
+        """Announce (or with ``strict`` refuse) a config.yaml whose fingerprint is not the one
+        ``checkpoint`` recorded: a damaged or edited file would otherwise change the model,
+        the sampler or the evaluation without a word."""
+        recorded = state.get("config_sha256")
+        if recorded is None or recorded == config_fingerprint(self.config):
+            return
+        message = (f"{self.dir.file(files.CONFIG)} differs from the config {checkpoint.name} "
+                   "was trained with (edited or damaged?)")
+        if strict:
+            raise UsageError(message)
+        log.warning("%s; using it as it is now", message)
 
     def _sampler_for(self, model: torch.nn.Module, name: str | None,
                      options: dict[str, Any] | None, guidance_scale: float | None) -> tuple:
@@ -517,7 +539,7 @@ class Run:
         cfg = self.config
         steps = cfg.sample.num_steps if steps is None else steps
         n = cfg.sample.num_samples if num_samples is None else num_samples
-        seed = cfg.seed if seed is None else seed
+        seed = _check_seed(cfg.seed if seed is None else seed)
         T = int(cfg.scheduler.options().get("num_train_timesteps") or 0)
         if steps < 1 or (T and steps > T):
             raise UsageError(f"--steps must be in [1, {T or 'T'}], got {steps}")
@@ -609,7 +631,7 @@ class Run:
             raise UsageError("inpainting is for image runs")
         inpaint_mask(region, tuple(components.dataset.sample_shape))  # a bad region fails now
         steps = cfg.sample.num_steps if steps is None else steps
-        seed = cfg.seed if seed is None else seed
+        seed = _check_seed(cfg.seed if seed is None else seed)
         test = components.dataset.test_tensor()
         if not 1 <= num_images <= len(test):
             raise UsageError(f"inpainting takes 1 to {len(test)} held-out images, got "
@@ -689,7 +711,15 @@ class Run:
         from diffctl.runs.checkpoint_eval import evaluate_checkpoints
 
         cfg, registry = self.config, self.registry
-        names = [p.name for p in select_checkpoints(self.dir.checkpoints, checkpoints)]
+        selected = select_checkpoints(self.dir.checkpoints, checkpoints)
+        names = [p.name for p in selected]
+        for path in reversed(selected):  # the config against the newest readable record
+            try:
+                state = read_state(path)
+            except CheckpointError:
+                continue
+            self._check_config_record(state, path)
+            break
         metrics = list(metrics or cfg.eval.metrics)
         if not metrics:
             raise UsageError("no metrics to evaluate: pass --metric or set eval.metrics")
@@ -710,7 +740,7 @@ class Run:
         T = int(cfg.scheduler.options().get("num_train_timesteps") or 0)
         if steps < 1 or (T and steps > T):
             raise UsageError(f"--steps must be in [1, {T or 'T'}], got {steps}")
-        seed = cfg.seed if seed is None else seed
+        seed = _check_seed(cfg.seed if seed is None else seed)
         if devices and device:
             raise UsageError("pass --device or --devices, not both")
         for name in devices or ():
@@ -750,6 +780,15 @@ class Run:
                 {"num_samples": n, "floors": floor_values}))
         return EvalResult(folder, rows, failures, floor_values, metrics, n, workers, seconds,
                           sample_files, folder / files.REAL if kept else None)
+
+
+def _check_seed(seed: int) -> int:
+    """A seed given to sample, inpaint or eval is a run seed: the same range, one line else."""
+    from diffctl.seeds import MAX_SEED
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
+    return seed
 
 
 def _json(payload: Any, indent: int | None = 1) -> str:

@@ -23,9 +23,17 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    ValidationError,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -68,6 +76,8 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
 #: Names of checkpoint folders: what a pointer may name (nothing outside ``checkpoints/``).
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 POINTERS = ("last", "best")
+#: The folders the trainer writes, ``epoch-NNNN``: their state must record that epoch.
+EPOCH_DIR_RE = re.compile(r"^epoch-(\d+)$")
 
 
 def file_sha256(path: Path) -> str:
@@ -187,6 +197,9 @@ def load_checkpoint(
     if ema is not None and (path / "ema.safetensors").exists():
         _load_module(ema, _load_tensors(path / "ema.safetensors", sums.get("ema.safetensors")),
                      path / "ema.safetensors")
+    elif ema is not None and "ema.safetensors" in sums:  # written, then lost: not "no EMA"
+        raise CheckpointError(f"checkpoint {path} lacks ema.safetensors, which its state.json "
+                              "records (damaged?)")
     if optimizer is not None:
         if not (path / "optimizer.safetensors").exists() or \
                 not isinstance(state.get("optimizer"), dict):
@@ -216,6 +229,8 @@ def verify_checkpoint(path: Path, *, need_optimizer: bool = False,
     for name in required:
         if not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path} lacks {name}")
+    if need_optimizer and not isinstance(state.get("optimizer"), dict):
+        raise CheckpointError(f"checkpoint {path} has no optimizer state in its state.json")
     for name, expected in (state.get("files") or {}).items():
         if (path / name).exists() and file_sha256(path / name) != expected:
             raise CheckpointError(f"checkpoint file {path / name} does not match the checksum "
@@ -236,13 +251,43 @@ def _load_module(module: torch.nn.Module, weights: dict[str, torch.Tensor], path
                               "or diverged")
 
 
-#: Fields of state.json and their types: a state file without them is damaged.
-_STATE_FIELDS = {"step": int, "epoch": int}
+class _Optimizer(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    param_groups: list[dict[str, Any]]
+    scalars: dict[str, dict[str, Any]] = {}
+
+
+class _Rng(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    scheme: str | None = None
+    seed: NonNegativeInt | None = None
+    next_epoch: NonNegativeInt | None = None
+
+
+class _State(BaseModel):
+    """The fields of state.json and their types (those an older checkpoint lacks get
+    defaults); a value of another type means a damaged file, never a guess."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    step: NonNegativeInt
+    epoch: NonNegativeInt
+    train_seconds: NonNegativeFloat = 0.0
+    best_value: float | None = None
+    best_epoch: NonNegativeInt | None = None
+    evals_without_improvement: NonNegativeInt = 0
+    losses: list[Annotated[list[float], Field(min_length=2, max_length=2)]] = []
+    stopped_early: bool = False
+    ema_updates: NonNegativeInt = 0
+    rng: _Rng = _Rng()
+    config_sha256: str | None = None
+    optimizer: _Optimizer | None = None
+    files: dict[str, str] = {}
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    """The ``state.json`` of checkpoint folder ``path``, checked for the fields every
-    checkpoint has; anything unreadable is one :class:`CheckpointError`."""
+    """The ``state.json`` of checkpoint folder ``path``, every known field of the right type
+    (and the epoch of an ``epoch-NNNN`` folder equal to NNNN); anything unreadable is one
+    :class:`CheckpointError`."""
     if not path.is_dir():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -255,12 +300,25 @@ def read_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: not an "
                               "object")
-    for key, kind in _STATE_FIELDS.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or value < 0:
-            raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: {key} "
-                                  f"is {value!r}")
+    try:
+        _State.model_validate(state)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        problem = "is missing" if first["type"] == "missing" else \
+            f"is {_short(first.get('input'))} ({first['msg']})"
+        raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: {where} "
+                              f"{problem}") from None
+    named = EPOCH_DIR_RE.match(path.name)
+    if named and int(named.group(1)) != state["epoch"]:
+        raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: epoch "
+                              f"{state['epoch']} in the folder of epoch {int(named.group(1))}")
     return state
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
@@ -287,8 +345,11 @@ def resolve_checkpoint(directory: Path, name: str) -> Path:
                                   f"of {directory}, e.g. epoch-0010)")
         path = directory / name
     if not (path / "state.json").is_file():
+        if EPOCH_DIR_RE.match(path.name) and path.is_dir():
+            raise CheckpointError(f"checkpoint {path} has no state.json (damaged?)")
         known = ", ".join(p.name for p in list_checkpoints(directory)) or "none"
-        raise CheckpointError(f"no checkpoint {path.name} in {directory} (there: {known})")
+        via = f" (named by {directory / name})" if name in POINTERS else ""
+        raise CheckpointError(f"no checkpoint {path.name} in {directory}{via} (there: {known})")
     return path
 
 
@@ -296,7 +357,11 @@ def select_checkpoints(directory: Path, which: str) -> list[Path]:
     """The checkpoints a command works on: ``all``, ``last``, ``best`` or comma-separated
     folder names; in epoch order, each once."""
     if which == "all":
-        found = list_checkpoints(directory)
+        # an epoch folder without its state.json is a damaged checkpoint, not an absent one:
+        # it is selected, so that using it reports the damage instead of skipping it silently
+        found = sorted({*list_checkpoints(directory),
+                        *(p for p in (directory.iterdir() if directory.is_dir() else ())
+                          if p.is_dir() and EPOCH_DIR_RE.match(p.name))})
     else:
         names = [c.strip() for c in which.split(",") if c.strip()]
         found = sorted({resolve_checkpoint(directory, n) for n in names})
