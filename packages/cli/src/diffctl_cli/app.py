@@ -20,10 +20,11 @@ from typing import Annotated, NoReturn
 import typer
 
 from diffctl.errors import DiffctlError, PluginError
-from diffctl_cli.commands import compare, evaluate, listing, run, sample
+from diffctl_cli.commands import analyze, compare, evaluate, listing, run, sample, study, sweep
 
 #: Built-in command modules, in help order; each has ``register(app: typer.Typer)``.
-COMMAND_MODULES: tuple[ModuleType, ...] = (listing, run, sample, evaluate, compare)
+COMMAND_MODULES: tuple[ModuleType, ...] = (listing, run, sample, evaluate, compare, sweep, study,
+                                           analyze)
 
 
 def _dist_version(name: str) -> str:
