@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from study_helpers import TINY, cli, sets
 
 import diffctl
 from diffctl.errors import UsageError
@@ -20,7 +21,6 @@ from diffctl.training.config import TrainConfig
 from diffctl.training.distill import distillation_loss
 from diffctl.training.objective import diffusion_loss
 from diffctl.training.trainer import Trainer
-from study_helpers import TINY, cli, sets
 
 
 class Tiny(torch.nn.Module):

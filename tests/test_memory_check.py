@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
+from study_helpers import TINY
 
 import diffctl
 from diffctl.errors import UsageError
 from diffctl.runs import Run, compose
 from diffctl.training.config import TrainConfig
 from diffctl.training.trainer import BatchTooLarge, Trainer
-from study_helpers import TINY
 
 
 class Tiny(torch.nn.Module):
@@ -36,7 +37,7 @@ def runs_out_above(limit: int, error: type[Exception] = torch.OutOfMemoryError,
     """A Tiny whose forward fails like an allocator would for batches above ``limit``."""
 
     class Limited(Tiny):
-        calls: list[int] = []
+        calls: ClassVar[list[int]] = []
 
         def forward(self, x, t, cond=None):
             Limited.calls.append(len(x))

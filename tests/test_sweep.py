@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from study_helpers import TINY, cli, command, sets
 
 from diffctl.errors import UsageError
 from diffctl.runs.config import compose
 from diffctl.runs.sweep import Sweep, SweepPoint, grid_points, parse_grid, split_values
-from study_helpers import TINY, cli, command, sets
 
 
 def test_grids_parse_and_name_their_points() -> None:

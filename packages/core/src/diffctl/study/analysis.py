@@ -44,6 +44,9 @@ FILES = {"errors": "errors.json", "mse_csv": "mse.csv", "denoising": "denoising.
 
 Progress = Callable[[str, int, int], None] | None
 
+#: Timed repeats of a latency measurement, at least (their median is reported).
+MIN_REPEATS = 5
+
 
 @dataclass
 class AnalysisResult:
@@ -77,8 +80,9 @@ def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, 
     if unknown:
         raise UsageError(f"unknown analysis {unknown[0]!r}; choose from {', '.join(PARTS)}")
     for name, value, low in (("--num-samples", num_samples, 1), ("--batch-size", batch_size, 1),
-                             ("--bins", bins, 1), ("--repeats", repeats, 1),
-                             ("--frames", frames, 2)):
+                             ("--bins", bins, 1), ("--repeats", repeats, MIN_REPEATS),
+                             ("--frames", frames, 2), ("denoising samples",
+                                                       denoising_samples, 1)):
         if value < low:
             raise UsageError(f"{name} must be at least {low}, got {value}")
     study = SizeStudy.open(study_path, registry=registry)
