@@ -33,6 +33,7 @@ from diffctl.errors import UsageError
 from diffctl.registry import Registry, get_registry
 from diffctl.runs import directory as files
 from diffctl.runs.components import build_sampler, num_classes
+from diffctl.seeds import stream_seed
 from diffctl.study import predictions, sampling, summary
 from diffctl.study.models import TEACHER, StudyModel, load_models
 from diffctl.study.sizes import ANALYSIS_DIR, DISTILLED, SizeStudy
@@ -66,13 +67,14 @@ class AnalysisResult:
 def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, *,
             num_samples: int = 256, batch_size: int = 64, steps: int | None = None,
             bins: int = 10, repeats: int = 5, denoising_samples: int = 4, frames: int = 10,
-            device: str = "auto", seed: int = 0, metric: str | None = None,
+            device: str = "auto", seed: int | None = None, metric: str | None = None,
             on_progress: Progress = None, registry: Registry | None = None) -> AnalysisResult:
     """Run ``parts`` of the analysis on the study in ``study_path`` (see the module
     docstring) and write their files; ``num_samples`` held-out examples for the prediction
     errors and samples for the trajectories, ``batch_size`` for every batch and the latency,
     ``steps`` sampler steps (default: the teacher's ``sample.num_steps``), ``device`` auto,
-    cpu, cuda or mps."""
+    cpu, cuda or mps. Noise comes from the ``study-errors`` and ``study-sample`` streams of
+    ``seed`` (default: the teacher run's seed; docs/design.md, "Seeds")."""
     import torch
 
     registry = registry or get_registry()
@@ -91,6 +93,8 @@ def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, 
     teacher_config = _teacher_config(study)
     T = teacher.components.scheduler.num_train_timesteps
     steps = steps if steps is not None else teacher_config.sample.num_steps
+    seed = teacher_config.seed if seed is None else seed
+    error_seed, sample_seed = stream_seed(seed, "study-errors"), stream_seed(seed, "study-sample")
     if not 1 <= steps <= T:
         raise UsageError(f"--steps must be in [1, {T}], got {steps}")
     if bins > T:
@@ -114,14 +118,14 @@ def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, 
             if num_classes(teacher.model) is not None:
                 labels = dataset.test_labels()[:len(data)]
             result.errors = predictions.prediction_errors(
-                named, scheduler, data, labels, bins=bins, seed=seed, batch_size=batch_size,
+                named, scheduler, data, labels, bins=bins, seed=error_seed, batch_size=batch_size,
                 teacher=TEACHER, on_progress=progress("prediction errors"))
             _write_json(folder, "errors", result.errors)
             files.write_atomic(folder / FILES["mse_csv"], _mse_csv(result.errors))
         if "denoising" in parts:
             result.denoising = sampling.denoising_frames(
                 named, sampler, scheduler, shape, num_samples=denoising_samples, steps=steps,
-                frames=frames, seed=seed)
+                frames=frames, seed=sample_seed)
             np.savez(folder / FILES["denoising"], states=result.denoising["states"],
                      timesteps=np.array(result.denoising["timesteps"]),
                      models=np.array(result.denoising["models"]))
@@ -129,7 +133,7 @@ def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, 
             one_per_size = _one_per_size(models)
             result.timing = sampling.sampling_latency(
                 [(m.name, m.model) for m in one_per_size], sampler, scheduler, shape,
-                batch_size=batch_size, steps=steps, repeats=repeats, seed=seed)
+                batch_size=batch_size, steps=steps, repeats=repeats, seed=sample_seed)
             result.timing["training"] = {
                 m.name: ((m.report or {}).get("train") or {}).get("train_seconds")
                 for m in models}
@@ -139,7 +143,7 @@ def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, 
         if "trajectory" in parts:
             result.trajectory = sampling.trajectory_distances(
                 named, sampler, scheduler, shape, num_samples=num_samples, steps=steps,
-                seed=seed, batch_size=batch_size, teacher=TEACHER,
+                seed=sample_seed, batch_size=batch_size, teacher=TEACHER,
                 on_progress=progress("trajectories"))
             _write_json(folder, "trajectory", result.trajectory)
     for part in ("errors", "timing", "trajectory"):

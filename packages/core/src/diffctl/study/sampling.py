@@ -102,27 +102,32 @@ def sampling_latency(models: Named, sampler: Any, scheduler: Any, shape: tuple[i
                      batch_size: int = 64, steps: int = 50, repeats: int = 5, warmup: int = 1,
                      seed: int = 0) -> dict[str, Any]:
     """Milliseconds per sample of drawing a batch of ``batch_size`` with ``steps`` steps:
-    the median of ``repeats`` timed draws after ``warmup`` untimed ones (per model)."""
+    per model the median of ``repeats`` timed draws after ``warmup`` untimed ones. The timed
+    draws go round the models in turn, so a change of machine load during the measurement
+    falls on every model alike."""
     if repeats < 1 or warmup < 0:
         raise ValueError("sampling_latency needs repeats >= 1 and warmup >= 0")
-    out: dict[str, Any] = {"batch_size": batch_size, "steps": steps, "repeats": repeats,
-                           "warmup": warmup, "threads": torch.get_num_threads(), "models": {}}
+    inputs = {}
     for name, model in models:
         device = next(model.parameters()).device
         x_T, _ = initial_noise((batch_size, *shape), seed, device=device)
-        cond = class_labels(model, 0, batch_size, device)
-        seconds = []
-        for i in range(warmup + repeats):
+        inputs[name] = (model, x_T, class_labels(model, 0, batch_size, device), device)
+    seconds: dict[str, list[float]] = {name: [] for name in inputs}
+    for i in range(warmup + repeats):
+        for name, (model, x_T, cond, device) in inputs.items():
             _sync(device)
             t0 = time.perf_counter()
             sampler.sample(model, scheduler, x_T, steps, cond=cond, seed=seed)
             _sync(device)
             if i >= warmup:
-                seconds.append(time.perf_counter() - t0)
-        median = statistics.median(seconds)
+                seconds[name].append(time.perf_counter() - t0)
+    out: dict[str, Any] = {"batch_size": batch_size, "steps": steps, "repeats": repeats,
+                           "warmup": warmup, "threads": torch.get_num_threads(),
+                           "device": str(next(iter(inputs.values()))[3]), "models": {}}
+    for name, times in seconds.items():
+        median = statistics.median(times)
         out["models"][name] = {"ms_per_sample": 1000 * median / batch_size,
-                               "median_seconds": median, "seconds": seconds}
-        out["device"] = str(device)
+                               "median_seconds": median, "seconds": times}
     return out
 
 

@@ -135,15 +135,15 @@ class SizeStudy:
         teacher_path = str(Path(config.teacher).resolve())
         distill = {"teacher": teacher_path, "checkpoint": checkpoint,
                    "use_ema": config.use_ema, "weight": config.weight}
-        points, sweep_points = [], []
         modes = [DISTILLED, FROM_DATA] if config.from_data else [DISTILLED]
-        for mode in modes:
-            for size in config.sizes:
-                name = point_name(mode, size)
-                points.append({"name": name, "size": size, "mode": mode})
-                sweep_points.append(SweepPoint(name, {
-                    f"denoiser.{field}": size, "distill": distill if mode == DISTILLED
-                    else None}))
+        points = [{"name": point_name(mode, size), "size": size, "mode": mode}
+                  for mode in modes for size in config.sizes]
+        # the sweep trains the largest (slowest) students first: with several workers the
+        # small ones then fill the gaps at the end instead of one large one running alone
+        sweep_points = [SweepPoint(p["name"], {
+            f"denoiser.{field}": p["size"],
+            "distill": distill if p["mode"] == DISTILLED else None})
+            for p in sorted(points, key=lambda p: -p["size"])]
         sweep = Sweep.create(base, out, points=sweep_points, overrides=config.set,
                              registry=registry)
         manifest = {"kind": "sizes", "teacher": teacher_path, "teacher_checkpoint": checkpoint,
@@ -154,7 +154,7 @@ class SizeStudy:
                     "config": config.model_dump(mode="json"), "points": points}
         study = cls(out, manifest, sweep)
         study._check_location()
-        study._check_teacher(sweep_points[0])
+        study._check_teacher(next(p for p in sweep_points if p.values["distill"]))
         return study
 
     @classmethod
