@@ -87,7 +87,8 @@ class DistillConfig(ComponentConfig):
     :mod:`diffctl.training.distill`)."""
 
     teacher: str = Field(description="Run directory of the teacher (a trained diffctl run "
-                         "with the same schedule, prediction type, data shape and classes).")
+                         "with the same schedule, prediction type, data shape and classes); "
+                         "a relative path is read from the working directory.")
     checkpoint: str = Field("best", description="Teacher checkpoint: best, last or a folder "
                             "name such as epoch-0040.")
     use_ema: bool = Field(True, description="Use the teacher's EMA weights when it has them.")
