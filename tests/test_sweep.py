@@ -67,6 +67,10 @@ def test_points_are_normal_runs_and_the_same_sweep_continues(tmp_path: Path) -> 
     assert {r.status for r in again.run()} == {"skipped"}
     with pytest.raises(UsageError, match="holds another sweep"):
         Sweep.create(None, tmp_path / "s", overrides=TINY, grid={"train.lr": [0.1]})
+    out = cli("sweep", "--resume", "s", cwd=tmp_path).stdout
+    assert "skip    size_factor-0.25 (finished before)" in out and "sweep s" in out
+    proc = cli("sweep", "--resume", "s", "--grid", "train.lr=1", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "does not take --grid" in proc.stderr
 
 
 def _mtimes(folder: Path) -> dict[str, int]:
