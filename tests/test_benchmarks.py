@@ -6,6 +6,7 @@ the end and prints the comparison it exists for.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -65,3 +66,22 @@ def test_gpu_check_quick_on_the_cpu() -> None:
     out = bench("gpu_check.py", "--quick", "--device", "cpu")
     assert "diffctl GPU check" in out and "dit-tiny   fp32" in out
     assert "FID (lenet-mnist" in out and "DDP 2 processes:" in out
+
+
+def test_size_study_runs_every_stage_and_times_it(tmp_path: Path) -> None:
+    teacher = tmp_path / "teacher.yaml"
+    teacher.write_text(
+        "dataset: {name: two-moons, n: 1000}\n"
+        "denoiser: {name: residual-mlp, hidden: 32, num_blocks: 2}\n"
+        "train: {epochs: 2, batch_size: 128, checkpoint_every: 1}\n"
+        "sample: {num_samples: 200, num_steps: 5}\n"
+        "eval: {metrics: [mmd-rbf], floor_draws: 0}\n")
+    study = tmp_path / "study.yaml"
+    study.write_text("teacher: unused\nsizes: [0.25, 1.0]\nfrom_data: true\n")
+    out = bench("size_study.py", "--teacher-config", str(teacher), "--study-config", str(study),
+                "--out", str(tmp_path / "s"), "--analyze-arg=--num-samples=32",
+                "--analyze-arg=--steps=5")
+    assert "[teacher]" in out and "[students]" in out and "[analyze]" in out
+    assert "target 600 s" in out and "distil helps" in out
+    timings = json.loads((tmp_path / "s/timings.json").read_text())
+    assert {"teacher", "students", "analyze", "total_seconds"} <= set(timings)

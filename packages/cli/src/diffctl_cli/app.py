@@ -22,6 +22,7 @@ import typer
 
 from diffctl.errors import DiffctlError, PluginError
 from diffctl_cli.commands import (
+    analyze,
     compare,
     evaluate,
     export,
@@ -29,12 +30,14 @@ from diffctl_cli.commands import (
     report,
     run,
     sample,
+    study,
+    sweep,
     weights,
 )
 
 #: Built-in command modules, in help order; each has ``register(app: typer.Typer)``.
 COMMAND_MODULES: tuple[ModuleType, ...] = (listing, run, sample, evaluate, compare, report,
-                                           export, weights)
+                                           sweep, study, analyze, export, weights)
 
 
 def _dist_version(name: str) -> str:

@@ -185,7 +185,15 @@ def _run_config(run_dir: Path) -> dict:
 
 
 def _batch_size(run_dir: Path) -> int | None:
-    return (_run_config(run_dir).get("train") or {}).get("batch_size")
+    """The batch the run trained with: recorded in its report (train.batch_size auto
+    chooses it), else its config's."""
+    report = run_dir / "metrics.json"
+    if report.exists():
+        used = (json.loads(report.read_text()).get("train") or {}).get("batch_size")
+        if isinstance(used, int):
+            return used
+    size = (_run_config(run_dir).get("train") or {}).get("batch_size")
+    return size if isinstance(size, int) else None
 
 
 def run_num_classes(run_dir: Path) -> int | None:

@@ -50,8 +50,9 @@ def metrics_table(title: str, values: dict[str, float], floors: dict[str, dict])
 def train_line(path: str, train: dict[str, Any]) -> str:
     return (f"[bold]run[/] {path}  device {train['device']}  params {train['parameters']:,}  "
             f"epochs {train['epoch']}  steps {train['step']}  train "
-            f"{train['train_seconds']:.1f} s" + ("  (stopped early)"
-                                                 if train.get("stopped_early") else ""))
+            f"{train['train_seconds']:.1f} s" + (
+                f"  ({train.get('stop_reason') or 'stopped early'})"
+                if train.get("stopped_early") else ""))
 
 
 def describe_metadata(md: dict[str, Any]) -> str:

@@ -79,6 +79,10 @@ class DenoiserInfo(ComponentInfo):
         "applied when no config file is given: a run that finishes in minutes on a CPU.")
     size_field: str | None = Field(
         None, description="Config field that scales the width (0, 1] (size studies).")
+    student: str | None = Field(
+        None, description="A width-scalable denoiser of the same family (one with a "
+        "size_field) that size studies train as this denoiser's students; its config takes "
+        "this denoiser's options (unet-mini: student-unet).")
 
 
 #: The metadata model of each kind that has one; other kinds take no metadata.

@@ -35,6 +35,10 @@ STREAMS: dict[str, str] = {
     "reconstruction": "the noise of the reconstruction evaluation (psnr, ssim, lpips)",
     "inpaint": "which held-out images are inpainted",
     "c2st": "the cross-validation folds of classifier two-sample tests",
+    "study-errors": "a size study's analysis: held-out noise and timesteps of the prediction "
+                    "errors (the teacher run's seed)",
+    "study-sample": "a size study's analysis: x_T (and sampler noise) of the denoising, "
+                    "trajectory and latency draws (the teacher run's seed)",
 }
 
 _KEY = b"diffctl-seed-streams-v1"

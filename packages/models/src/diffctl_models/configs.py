@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field
@@ -26,6 +27,14 @@ class DenoiserConfig(ComponentConfig):
         "epsilon", description="What the network outputs: noise, clean sample or v.")
     num_train_timesteps: int = Field(
         1000, ge=1, description="T of the schedule; normalises t for the learned embedding.")
+    size_factor: float = Field(
+        1.0, gt=0.0, le=1.0, description="Width relative to hidden (size studies): each "
+        "hidden layer has ceil(hidden * size_factor) units, at least 1; 1.0 is the model as "
+        "configured.")
+
+    def width(self, hidden: int) -> int:
+        """``hidden`` scaled by ``size_factor``, rounded up (1.0 leaves it unchanged)."""
+        return max(1, math.ceil(hidden * self.size_factor - 1e-9))
 
 
 class MLPConfig(DenoiserConfig):

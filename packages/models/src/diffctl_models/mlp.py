@@ -30,6 +30,7 @@ class MLPDenoiser(nn.Module):
     The time embedding (:class:`~diffctl_models.embeddings.TimeEmbedding`) is concatenated with
     ``x_t``; defaults are three hidden layers of 128 with ReLU. Called as
     ``model(x_t, t, cond=None)`` with ``t`` int64 (B,); outputs ``prediction`` (B, data_dim).
+    ``size_factor`` scales the hidden width (the time embedding keeps its width).
     """
 
     def __init__(self, config: MLPConfig):
@@ -39,10 +40,10 @@ class MLPDenoiser(nn.Module):
         self.time_embed = TimeEmbedding(config.time_dim, config.time_embedding,
                                         config.num_train_timesteps, config.activation)
         layers: list[nn.Module] = []
-        width = config.data_dim + config.time_dim
+        width, hidden = config.data_dim + config.time_dim, config.width(config.hidden)
         for _ in range(config.num_layers):
-            layers += [nn.Linear(width, config.hidden), make_activation(config.activation)]
-            width = config.hidden
+            layers += [nn.Linear(width, hidden), make_activation(config.activation)]
+            width = hidden
         layers.append(nn.Linear(width, config.data_dim))
         self.net = nn.Sequential(*layers)
 

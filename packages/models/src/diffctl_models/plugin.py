@@ -43,14 +43,16 @@ def register_components(registry) -> None:
     add = registry.add
     add("denoiser", "mlp", factory="diffctl_models.mlp:MLPDenoiser", config=MLPConfig,
         summary="Plain MLP on [x, time embedding]: 3 hidden layers of 128, ReLU.",
-        data=("points",))
+        data=("points",), size_field="size_factor")
     add("denoiser", "residual-mlp", factory="diffctl_models.residual_mlp:ResidualMLPDenoiser",
         config=ResidualMLPConfig,
         summary="Residual MLP with BatchNorm and per-block time embedding: 5 blocks of 512.",
-        data=("points",), default=True, recipe={"points": _POINTS_RECIPE})
+        data=("points",), default=True, recipe={"points": _POINTS_RECIPE},
+        size_field="size_factor")
     add("denoiser", "unet-mini", factory="diffctl_models.unet:UNet", config=UNetConfig,
         summary="DDPM-style UNet without attention: 3 levels of 64/128/128 channels, GroupNorm.",
-        data=("images",), default=True, recipe={"digits": _UNET_DIGITS})
+        data=("images",), default=True, recipe={"digits": _UNET_DIGITS},
+        student="student-unet")
     add("denoiser", "student-unet", factory="diffctl_models.unet:UNet", config=StudentUNetConfig,
         summary="unet-mini with every width scaled by size_factor (a distillation student).",
         data=("images",), size_field="size_factor", recipe={"digits": _STUDENT_DIGITS})

@@ -37,7 +37,8 @@ class ResidualMLPDenoiser(nn.Module):
     """Input projection, ``num_blocks`` :class:`ResidualBlock` s, output projection.
 
     Defaults: width 512, 5 blocks, time embedding 64, ReLU, dropout 0.0 (off; the 2-D sets
-    are large next to the model). Every block receives the time embedding (added, see
+    are large next to the model); ``size_factor`` scales the width of the residual stream
+    (size studies). Every block receives the time embedding (added, see
     :class:`ResidualBlock`). BatchNorm makes training batch-dependent (train with B >= 2); in
     eval mode the running statistics are used, so outputs do not depend on the batch.
     """
@@ -48,11 +49,12 @@ class ResidualMLPDenoiser(nn.Module):
         self.prediction = config.prediction
         self.time_embed = TimeEmbedding(config.time_dim, config.time_embedding,
                                         config.num_train_timesteps, config.activation)
-        self.input = nn.Linear(config.data_dim, config.hidden)
+        hidden = config.width(config.hidden)
+        self.input = nn.Linear(config.data_dim, hidden)
         self.blocks = nn.ModuleList(
-            ResidualBlock(config.hidden, config.time_dim, config.activation, config.dropout)
+            ResidualBlock(hidden, config.time_dim, config.activation, config.dropout)
             for _ in range(config.num_blocks))
-        self.output = nn.Linear(config.hidden, config.data_dim)
+        self.output = nn.Linear(hidden, config.data_dim)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor,
                 cond: torch.Tensor | None = None) -> torch.Tensor:

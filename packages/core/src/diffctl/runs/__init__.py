@@ -11,7 +11,8 @@
 Modules, one job each: ``config`` (the run config, defaults and validation), ``components``
 (building them), ``directory`` (every file of a run directory), ``sampling``, ``evaluation``
 (metrics and floors), ``checkpoint_eval`` (parallel checkpoint sweeps), ``comparison``,
-``sampler_comparison`` (several samplers from one x_T) and ``run`` (the :class:`Run` object).
+``sampler_comparison`` (several samplers from one x_T), ``run`` (the :class:`Run` object),
+``teacher`` (the teacher of a distilled run) and ``sweep`` (grids of runs, :class:`Sweep`).
 See docs/design.md. The names below are imported on first use, so ``import
 diffctl.runs.config`` never pulls in torch.
 """
@@ -29,6 +30,7 @@ _EXPORTS = {
     "SamplerSpec": "diffctl.runs.sampler_comparison",
     "RunConfig": "diffctl.runs.config", "compose": "diffctl.runs.config",
     "resolve": "diffctl.runs.config",
+    "Sweep": "diffctl.runs.sweep", "SweepPoint": "diffctl.runs.sweep",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -81,6 +81,22 @@ class EvalConfig(ComponentConfig):
         return value
 
 
+class DistillConfig(ComponentConfig):
+    """Train the run's denoiser as a student of a trained teacher run (output matching of the
+    denoiser, after Hinton et al. 2015's matching of a teacher; see
+    :mod:`diffctl.training.distill`)."""
+
+    teacher: str = Field(description="Run directory of the teacher (a trained diffctl run "
+                         "with the same schedule, prediction type, data shape and classes); "
+                         "a relative path is read from the working directory.")
+    checkpoint: str = Field("best", description="Teacher checkpoint: best, last or a folder "
+                            "name such as epoch-0040.")
+    use_ema: bool = Field(True, description="Use the teacher's EMA weights when it has them.")
+    weight: float = Field(1.0, ge=0.0, le=1.0, description="Share of the teacher term: loss "
+                          "= weight * |s - teacher|^2 + (1 - weight) * |s - target|^2 (1: the "
+                          "teacher alone, 0: the data alone).")
+
+
 class RunConfig(ComponentConfig):
     name: str | None = Field(None, description="Run name (default: dataset-denoiser-time).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="The run's seed: every random "
@@ -93,6 +109,8 @@ class RunConfig(ComponentConfig):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    distill: DistillConfig | None = Field(None, description="Distil from a teacher run "
+                                          "(null: train on the data alone).")
 
 
 COMPONENT_SECTIONS = ("dataset", "denoiser", "scheduler", "sampler")
@@ -142,9 +160,11 @@ def compose(data: dict[str, Any] | None = None, *, registry=None, dataset: str |
             denoiser: str | None = None, scheduler: str | None = None,
             sampler: str | None = None, metrics: list[str] | None = None,
             seed: int | None = None, steps: int | None = None,
-            overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+            overrides: list[str] | tuple[str, ...] = (),
+            values: list[tuple[str, Any]] | tuple[tuple[str, Any], ...] = ()) -> RunConfig:
     """A resolved run config from a config file's data (or the embedded default), component
-    choices, then ``--set`` overrides: what ``diffctl run`` builds from its arguments.
+    choices, then ``--set`` overrides, then already parsed ``values`` (``[("distill",
+    None)]``, as a sweep point sets them): what ``diffctl run`` builds from its arguments.
 
     Without a config file, defaults follow the components a user names: an image denoiser
     with no dataset gets the default image dataset (``digits``), a dataset with no denoiser
@@ -168,7 +188,7 @@ def compose(data: dict[str, Any] | None = None, *, registry=None, dataset: str |
         data["seed"] = seed
     if steps is not None:
         data.setdefault("sample", {})["num_steps"] = steps
-    return resolve(apply_overrides(data, list(overrides)), registry)
+    return resolve(apply_values(apply_overrides(data, list(overrides)), list(values)), registry)
 
 
 def with_recipes(data: dict[str, Any], registry) -> dict[str, Any]:
@@ -225,26 +245,34 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--set expects key=value, got {item!r}")
-        parsed.append((key.strip(), value))
-    renames = {key for key, _ in parsed
+        parsed.append((key.strip(), parse_value(value)))
+    return apply_values(data, parsed)
+
+
+def apply_values(data: dict[str, Any], values: list[tuple[str, Any]]) -> dict[str, Any]:
+    """:func:`apply_overrides` with the values already parsed (``("distill", None)``,
+    ``("denoiser.size_factor", 0.1)``): what sweeps use for their points."""
+    renames = {key for key, _ in values
                if key.endswith(".name") and key.partition(".")[0] in COMPONENT_SECTIONS}
-    for key, value in parsed:
+    for key, value in values:
         if key in renames:
-            section, new_name = key.partition(".")[0], parse_value(value)
+            section = key.partition(".")[0]
             current = data.get(section)
-            if not isinstance(current, dict) or current.get("name") != new_name:
-                data[section] = {"name": new_name}
-    for key, value in parsed:
+            if not isinstance(current, dict) or current.get("name") != value:
+                data[section] = {"name": value}
+    for key, value in values:
         if key in renames:
             continue
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
             if not isinstance(child, dict):
                 raise UsageError(f"--set {key}: '{part}' is not a section")
             node = child
-        node[parts[-1]] = parse_value(value)
+        node[parts[-1]] = value
     return data
 
 
@@ -418,13 +446,42 @@ def dump(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
+#: Fields added after run directories already existed, with the default that reproduces the
+#: old behaviour: a checkpoint written before a field existed recorded a fingerprint without
+#: it, so resuming accepts the fingerprint without any of these keys at that value.
+LATER_FIELDS: dict[str, str] = {"distill.": "None", "train.max_batch_size.": "1024",
+                                "denoiser.size_factor.": "1.0"}
+
+
 def config_fingerprint(config: RunConfig) -> str:
     """sha256 of the resolved config without ``train.epochs`` (which ``resume(epochs=...)``
     may raise): a checkpoint records it, and resuming under another config is refused."""
+    return _fingerprint(_fingerprint_items(config))
+
+
+def config_fingerprints(config: RunConfig) -> set[str]:
+    """Every fingerprint a checkpoint of this config may have recorded: the current one and
+    those of earlier versions, which lacked some of :data:`LATER_FIELDS` (at their default)."""
+    from itertools import combinations
+
+    items = _fingerprint_items(config)
+    later = [kv for kv in items if LATER_FIELDS.get(kv[0]) == kv[1]]
+    found = set()
+    for k in range(len(later) + 1):
+        for dropped in combinations(later, k):
+            found.add(_fingerprint([kv for kv in items if kv not in dropped]))
+    return found
+
+
+def _fingerprint_items(config: RunConfig) -> list[tuple[str, str]]:
     data = config.model_dump(mode="json")
     data["train"].pop("epochs", None)
     data.pop("name", None)
-    return hashlib.sha256(repr(sorted(_flatten(data))).encode()).hexdigest()
+    return sorted(_flatten(data))
+
+
+def _fingerprint(items: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(repr(items).encode()).hexdigest()
 
 
 def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:

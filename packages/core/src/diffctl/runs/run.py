@@ -7,6 +7,9 @@ The ``diffctl`` commands are thin shells over this class::
     run = Run.create(compose(), "runs/moons")     # validated; nothing written yet
     run.train()                                    # checkpoints, logs
     report = run.finalize()                        # samples, metrics and floors: metrics.json
+    student = Run.create(compose(overrides=["denoiser.size_factor=0.1",
+                                            "distill.teacher=runs/moons"]), "runs/small")
+    student.train()                                # matches the teacher's predictions
     again = Run.open("runs/moons")
     result = again.sample(sampler="heun", steps=20, num_samples=1000)
     sweep = again.evaluate(checkpoints="all", workers=2)
@@ -33,7 +36,13 @@ from diffctl.errors import UsageError
 from diffctl.registry import Registry, get_registry
 from diffctl.runs import directory as files
 from diffctl.runs.components import Components, build, build_dataset, build_sampler, num_classes
-from diffctl.runs.config import RunConfig, config_fingerprint, dump, resolve
+from diffctl.runs.config import (
+    RunConfig,
+    config_fingerprint,
+    config_fingerprints,
+    dump,
+    resolve,
+)
 from diffctl.runs.directory import RunDirectory, check_output_dir, default_run_dir
 from diffctl.runs.evaluation import (
     StageProgress,
@@ -57,6 +66,7 @@ from diffctl.runs.results import (
     SampleResult,
 )
 from diffctl.runs.sampling import default_batch_size, generate, inpaint
+from diffctl.runs.teacher import Teacher, load_teacher
 from diffctl.samplers.base import Trajectory
 from diffctl.seeds import stream_seed
 from diffctl.training.checkpoint import (
@@ -89,6 +99,7 @@ class Run:
         self._trainer: Trainer | None = None
         self._components: Components | None = None  # what the trainer of this process uses
         self._loggers: RunLoggers | None = None
+        self._teacher: Teacher | None = None
 
     @property
     def path(self) -> Path:
@@ -149,13 +160,18 @@ class Run:
     def train(self, *, on_step: Callable[[StepEvent], None] | None = None,
               evaluate_after: bool = True) -> dict[str, Any]:
         """Train from scratch. ``evaluate_after`` checks now, before training, that the final
-        evaluation will have its real samples. Returns the training summary."""
+        evaluation will have its real samples. A distilled run (``distill`` in the config)
+        loads and checks its teacher first; every run checks that a training step fits in
+        memory (``train.batch_size: auto`` picks the batch). All before anything is written.
+        Returns the training summary."""
         main = dist_info().is_main
         if main and self.dir.exists():
             raise UsageError(f"run directory {self.path} already holds a run; use resume")
         components = build(self.config, self.registry)
         self._check_data(components, evaluate_after)
+        self._teacher = load_teacher(self.config, components, self.registry, self.path)
         trainer = self._make_trainer(components, on_step)
+        trainer.check_memory()
         if main:
             self.dir.write_config(dump(self.config))
         return self._fit(trainer, components)
@@ -176,9 +192,11 @@ class Run:
             self.config.train.epochs = epochs
         components = build(self.config, self.registry)
         self._check_data(components, True)
+        self._teacher = load_teacher(self.config, components, self.registry, self.path)
         trainer = self._make_trainer(components, on_step)
         checkpoint, _ = self._resume_point(trainer, strict)
         trainer.resume(checkpoint)
+        trainer.check_memory()
         if dist_info().is_main:
             # a log that cannot be read is refused now, before anything is written
             for log_name in (files.METRICS_LOG, files.TRAIN_LOG):
@@ -325,6 +343,7 @@ class Run:
             if on_step is not None:
                 on_step(event)
 
+        teacher = self._teacher
         return Trainer(
             components.denoiser, components.scheduler, ds.train_tensor(), config.train,
             seed=config.seed,
@@ -333,7 +352,9 @@ class Run:
             checkpoint_dir=self.dir.checkpoints if main else None, evaluate=evaluate,
             higher_is_better=lambda name: registry.metric_info(name).higher_is_better,
             on_step=log_step, on_eval=on_eval,
-            checkpoint_meta={"config_sha256": config_fingerprint(config)})
+            checkpoint_meta={"config_sha256": config_fingerprint(config)},
+            teacher=teacher.model if teacher is not None else None,
+            distill_weight=teacher.weight if teacher is not None else 1.0)
 
     def _resume_point(self, trainer: Trainer, strict: bool = False
                       ) -> tuple[Path, dict[str, Any]]:
@@ -352,18 +373,19 @@ class Run:
             raise UsageError(f"run {self.path} has no checkpoint to resume from")
         if strict:
             candidates = candidates[-1:]
-        fingerprint = config_fingerprint(self.config)
+        fingerprints = config_fingerprints(self.config)
         for path in reversed(candidates):
             try:
                 state = read_state(path)
                 recorded = state.get("config_sha256")
-                if recorded is not None and recorded != fingerprint:
+                if recorded is not None and recorded not in fingerprints:
                     raise UsageError(f"{self.dir.file(files.CONFIG)} differs from the config "
                                      f"checkpoint {path.name} was trained with (edited or "
                                      "damaged?); resuming would not continue that run")
                 epoch, step = int(state["epoch"]), int(state["step"])
-                if epoch > self.config.train.epochs or \
-                        step != epoch * trainer.steps_per_epoch:
+                batch = state.get("batch_size") or trainer.batch_size
+                if epoch > self.config.train.epochs or not batch or \
+                        step != epoch * trainer.steps_for(int(batch)):
                     raise CheckpointError(f"checkpoint {path} records epoch {epoch} and step "
                                           f"{step}, which this run's config cannot reach "
                                           "(damaged state.json?)")
@@ -395,9 +417,12 @@ class Run:
         if self._trainer is None:
             raise UsageError("this run has not trained in this process")
         trainer = self._trainer
-        return trainer.state.as_dict() | {
+        summary = trainer.state.as_dict() | {
             "losses": None, "device": str(trainer.device),
             "parameters": sum(p.numel() for p in trainer.model.parameters())}
+        if self._teacher is not None:
+            summary["distilled_from"] = self._teacher.describe()
+        return summary
 
     # -- the final evaluation -----------------------------------------------------------------
     def finalize(self, *, on_progress: Progress = None,
@@ -421,6 +446,8 @@ class Run:
             train = {k: loaded.state.get(k) for k in TrainState.__dataclass_fields__} | {
                 "losses": None, "device": str(loaded.device),
                 "parameters": sum(p.numel() for p in model.parameters())}
+            if self.config.distill is not None:
+                train["distilled_from"] = self.config.distill.model_dump(mode="json")
         report = {"run": str(self.path), "train": train,
                   "eval": final_evaluation(self.config, components, model, self.registry,
                                            self.dir, self._sample_batch(components),
@@ -501,7 +528,7 @@ class Run:
         ``checkpoint`` recorded: a damaged or edited file would otherwise change the model,
         the sampler or the evaluation without a word."""
         recorded = state.get("config_sha256")
-        if recorded is None or recorded == config_fingerprint(self.config):
+        if recorded is None or recorded in config_fingerprints(self.config):
             return
         message = (f"{self.dir.file(files.CONFIG)} differs from the config {checkpoint.name} "
                    "was trained with (edited or damaged?)")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from diffctl.config import ComponentConfig
 
 
 class TrainConfig(ComponentConfig):
     epochs: int = Field(50, ge=1, description="Passes over the training split.")
-    batch_size: int = Field(128, ge=1, description="Examples per optimisation step.")
+    batch_size: int | Literal["auto"] = Field(
+        128, description="Examples per optimisation step, or auto: the largest batch from "
+        "max_batch_size down, halving, whose trial step fits in the device's memory (the "
+        "size used is recorded in the checkpoints and the report).")
+    max_batch_size: int = Field(1024, ge=1, description="With batch_size auto: the first "
+                                "batch tried (capped at the training split's size).")
     lr: float = Field(1e-3, gt=0, description="Base learning rate (before lr_scaling).")
     optimizer: Literal["adamw", "adam"] = Field("adamw", description="Optimiser.")
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW).")
@@ -45,3 +50,14 @@ class TrainConfig(ComponentConfig):
     logger_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Config of each logger by name, e.g. "
         "{tensorboard: {images: false}}.")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _positive_or_auto(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"must be a positive integer or auto, got {value!r}")
+        return value

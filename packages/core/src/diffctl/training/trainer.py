@@ -4,6 +4,12 @@ Randomness is a function of (seed, epoch): the data order, timesteps, noise and 
 of epoch e come from the run's ``train`` stream at index e, dropout from its ``dropout``
 stream (:mod:`diffctl.seeds`). Checkpoints fall on epoch boundaries, so a resumed run
 continues exactly as the uninterrupted one would have.
+
+Before the first step the trainer checks memory (:meth:`Trainer.check_memory`): one trial
+forward and backward pass at the training batch on the chosen device, which leaves weights,
+buffers and random state as they were. Out of memory there is a one-line error naming the
+batch size; with ``batch_size: auto`` the batch is halved until a trial step fits. Given a
+``teacher``, the loss is :func:`diffctl.training.distill.distillation_loss`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from diffctl.training.checkpoint import (
     write_pointer,
 )
 from diffctl.training.config import TrainConfig
+from diffctl.training.distill import distillation_loss
 from diffctl.training.distributed import all_mean, broadcast_flag, dist_info, setup
 from diffctl.training.ema import EMA
 from diffctl.training.lr_schedule import lr_multiplier, scaled_lr
@@ -37,6 +44,19 @@ RNG_SCHEME = "diffctl.seeds streams train/dropout per epoch"
 
 class TrainingDiverged(DiffctlError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class BatchTooLarge(UsageError):
+    """A training step at the configured batch size does not fit in the device's memory."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator failure (CUDA, MPS or CPU), not another error."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or
+                                              "can't allocate memory" in text)
 
 
 def pick_device(choice: str = "auto") -> torch.device:
@@ -83,6 +103,8 @@ class TrainState:
     evals_without_improvement: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     stopped_early: bool = False
+    stop_reason: str | None = None  # why early stopping fired
+    batch_size: int | None = None  # the batch trained with (chosen by the memory check: auto)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -110,16 +132,25 @@ class Trainer:
         on_step: Callable[[StepEvent], None] | None = None,
         on_eval: Callable[[TrainState, dict[str, float]], None] | None = None,
         checkpoint_meta: dict[str, Any] | None = None,
+        teacher: torch.nn.Module | None = None,
+        distill_weight: float = 1.0,
     ):
         self.config, self.seed = config, seed
         self.dist = dist_info()
         self.device = pick_device(config.device)
         if self.dist.enabled:
+            if config.batch_size == "auto":
+                raise UsageError("train.batch_size auto is not available under torchrun; give "
+                                 "a number divisible by the number of processes")
             if config.batch_size % self.dist.world_size:
                 raise UsageError(f"batch_size {config.batch_size} must be divisible by the "
                                  f"number of processes ({self.dist.world_size})")
             self.device = setup(self.dist, self.device)
         self.model = model.to(self.device)
+        # the frozen teacher of a distilled run: eval mode, no gradients, on the same device
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False) \
+            if teacher is not None else None
+        self.distill_weight = float(distill_weight)
         self.scheduler = scheduler
         self.data = train_data.to(self.device)
         self.labels = labels.to(self.device) if labels is not None else None
@@ -128,10 +159,8 @@ class Trainer:
         self.evaluate, self.on_step, self.on_eval = evaluate, on_step, on_eval
         self.higher_is_better = higher_is_better
         self.checkpoint_meta = dict(checkpoint_meta or {})  # stored in every state.json
-        self.lr = scaled_lr(config.lr, config.batch_size, config.base_batch_size,
-                            config.lr_scaling)
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.model.parameters(), lr=self.lr,
+        self.optimizer = opt_cls(self.model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
         self.ema = EMA(self.model, config.ema_decay, config.ema_warmup) \
             if config.ema_decay else None
@@ -144,13 +173,111 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+        # the batch and what follows from it (lr scaling, steps); with auto: after the
+        # memory check chose it (or a resumed checkpoint recorded it)
+        self.batch_size: int | None = None
+        self.lr = config.lr
+        self.steps_per_epoch = self.total_steps = 0
+        self.memory_checked = False
+        self._batch_fixed = config.batch_size != "auto"
+        if config.batch_size != "auto":
+            self._use_batch(int(config.batch_size))
+
+    # -- the batch size and the memory check -------------------------------------------------
+    def steps_for(self, batch_size: int) -> int:
+        """Optimisation steps per epoch at ``batch_size``. A last partial batch is kept if
+        every process gets at least one example of it (and BatchNorm-style layers at least
+        two in a one-process run)."""
         n = len(self.data)
-        # a last partial batch is kept if every process gets at least one example of it (and
-        # BatchNorm-style layers at least two in a one-process run)
-        tail = n % config.batch_size
-        self.steps_per_epoch = n // config.batch_size + (
-            1 if tail >= max(2, self.dist.world_size) else 0)
-        self.total_steps = self.steps_per_epoch * config.epochs
+        tail = n % batch_size
+        return n // batch_size + (1 if tail >= max(2, self.dist.world_size) else 0)
+
+    def _use_batch(self, batch_size: int) -> None:
+        cfg = self.config
+        self.batch_size = self.state.batch_size = batch_size
+        self.lr = scaled_lr(cfg.lr, batch_size, cfg.base_batch_size, cfg.lr_scaling)
+        self.steps_per_epoch = self.steps_for(batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+
+    def check_memory(self) -> int:
+        """One trial forward/backward pass at the training batch on the training device;
+        returns the batch size. Out of memory raises :class:`BatchTooLarge` naming the size;
+        with ``batch_size: auto`` (and no batch recorded by a resumed checkpoint) the batch
+        starts at ``max_batch_size`` (at most the training split) and is halved until a
+        trial step fits. Weights, buffers (BatchNorm statistics), gradients and the random
+        state are left as they were."""
+        auto = not self._batch_fixed
+        size = min(self.config.max_batch_size, len(self.data)) if auto else self.batch_size
+        assert size is not None
+        while True:
+            try:
+                self._trial_step(size)
+                break
+            except (RuntimeError, torch.OutOfMemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                self._release_memory()
+                if not auto or size == 1:
+                    hint = ("lower train.batch_size or set it to auto" if not auto
+                            else "the model does not fit even one example")
+                    raise BatchTooLarge(f"out of memory on {self.device}: a training step at "
+                                        f"batch size {size} does not fit ({hint})") from None
+                size //= 2
+        if auto:
+            self._use_batch(size)
+            self._batch_fixed = True
+        self.memory_checked = True
+        return size
+
+    def _trial_step(self, size: int) -> None:
+        share = max(1, size // self.dist.world_size)
+        idx = (torch.arange(share) % len(self.data)).to(self.device)
+        x0 = self.data[idx]
+        cond = self.labels[idx] if self.labels is not None else None
+        gen = torch.Generator().manual_seed(0)
+        t = torch.randint(0, self.scheduler.num_train_timesteps, (share,),
+                          generator=gen).to(self.device)
+        noise = torch.randn(x0.shape, generator=gen).to(self.device, x0.dtype)
+        buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
+        was_training = self.model.training
+        self.model.train()
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.config.precision == "bf16"):
+                loss = self._loss(self.model, x0, t, noise, cond)
+            loss.backward()
+        finally:
+            self.model.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for name, b in self.model.named_buffers():
+                    b.copy_(buffers[name])
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+            self.model.train(was_training)
+
+    def _release_memory(self) -> None:
+        self.model.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "mps":
+            torch.mps.empty_cache()
+
+    def _loss(self, model: torch.nn.Module, x0: torch.Tensor, t: torch.Tensor,
+              noise: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """The training loss of one batch: the data loss, or the distillation loss when the
+        trainer has a teacher."""
+        cfg = self.config
+        prediction = getattr(self.model, "prediction", None)
+        if self.teacher is not None:
+            return distillation_loss(model, self.teacher, self.scheduler, x0, t, noise, cond,
+                                     weight=self.distill_weight,
+                                     weighting=cfg.loss_weighting, gamma=cfg.min_snr_gamma,
+                                     prediction=prediction)
+        return diffusion_loss(model, self.scheduler, x0, t, noise, cond, cfg.loss_weighting,
+                              cfg.min_snr_gamma, prediction=prediction)
 
     # -- checkpoints -----------------------------------------------------------------------
     def eval_model(self) -> torch.nn.Module:
@@ -188,6 +315,12 @@ class Trainer:
             if key in saved:
                 setattr(self.state, key, saved[key])
         self.state.losses = [tuple(x) for x in self.state.losses]
+        recorded = saved.get("batch_size")
+        if not self._batch_fixed and recorded:  # auto: continue with the batch it chose
+            self._use_batch(int(recorded))
+            self._batch_fixed = True
+        elif self.batch_size is not None:
+            self.state.batch_size = self.batch_size
         return saved
 
     # -- the loop --------------------------------------------------------------------------
@@ -213,6 +346,12 @@ class Trainer:
         patience = cfg.early_stopping_patience
         stop = patience is not None and st.evals_without_improvement >= patience and not last
         st.stopped_early = stop
+        if stop:
+            best = "none finite" if st.best_value is None else \
+                f"best {st.best_value:.4g} at epoch {st.best_epoch}"
+            st.stop_reason = (f"stopped early at epoch {st.epoch} of {cfg.epochs}: "
+                              f"{cfg.best_metric} did not improve for {patience} "
+                              f"evaluation(s) in a row ({best})")
         # the record goes out before the checkpoint: a run killed in between has a record
         # without its checkpoint, which resuming drops (the run directory's truncate_logs),
         # never the reverse
@@ -224,7 +363,13 @@ class Trainer:
         return broadcast_flag(stop, self.dist, self.device)
 
     def fit(self) -> TrainState:
+        """Train to ``config.epochs`` (from the current state: a resumed checkpoint continues),
+        checking memory first if :meth:`check_memory` has not run."""
+        if not self.memory_checked:
+            self.check_memory()
         cfg, st = self.config, self.state
+        batch = self.batch_size
+        assert batch is not None
         T = self.scheduler.num_train_timesteps
         n = len(self.data)
         self.model.train()
@@ -234,7 +379,7 @@ class Trainer:
             torch.manual_seed(stream_seed(self.seed, "dropout", st.epoch))
             order = torch.randperm(n, generator=gen).to(self.device)
             for b in range(self.steps_per_epoch):
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                idx = order[b * batch:(b + 1) * batch]
                 x0 = self.data[idx]
                 if self.augment is not None:
                     x0 = self.augment(x0, gen)
@@ -247,9 +392,7 @@ class Trainer:
                     cond = cond[share] if cond is not None else None
                 with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                     enabled=cfg.precision == "bf16"):
-                    loss = diffusion_loss(self.train_model, self.scheduler, x0, t, noise, cond,
-                                          cfg.loss_weighting, cfg.min_snr_gamma,
-                                          prediction=getattr(self.model, "prediction", None))
+                    loss = self._loss(self.train_model, x0, t, noise, cond)
                 loss_value = all_mean(float(loss.detach()), self.dist, self.device)
                 if not math.isfinite(loss_value):
                     last = read_pointer(self.checkpoint_dir / "last") \
