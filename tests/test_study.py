@@ -120,6 +120,12 @@ def test_analyze_through_the_cli_prints_the_table_and_draws_the_figures(study: P
     data = json.loads(cli("analyze", str(study), "--mse", "--json", "--no-plots",
                           "--num-samples", "16", cwd=study.parent).stdout)
     assert data["parts"] == ["mse"] and len(data["summary"]) == 3
+    # --full-mse: one bin per timestep of the teacher's schedule, every size
+    cli("analyze", str(study), "--full-mse", "--json", "--no-plots", "--num-samples", "8",
+        cwd=study.parent)
+    errors = json.loads((study / "analysis" / "errors.json").read_text())
+    T = errors["bins"][-1][1]
+    assert [tuple(b) for b in errors["bins"]] == [(t, t + 1) for t in range(T)]
 
 
 @pytest.mark.parametrize(("args", "message"), [

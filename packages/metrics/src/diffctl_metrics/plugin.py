@@ -46,13 +46,14 @@ def register_components(registry) -> None:
                 "of a kNN (or logistic, MLP) telling generated from real; 0.5 = "
                 "indistinguishable.",
         higher_is_better=False, data=("points", "images"), needs=("feature-extractor",),
-        default_for={"points": {}, "two-moons": {}, "gmm-ring": {}, "mnist": _LENET})
+        default_for={"points": {}, "two-moons": {}, "gmm-ring": {}, "mnist": _LENET,
+                     "digits": _LENET})
     # 2-D sample metrics (the 2-D workflows issue)
     add("metric", "mmd-rbf", factory=f"{_M}.mmd:RBFMMD", config=MMDRBFConfig,
         summary="Unbiased MMD² (Gretton et al. 2012, eq. 3), a sum of Gaussian kernels from the "
                 "real sample's nearest-neighbour scale to its median distance.",
         zero_centred=True, default_for={"points": {}, "images": {}, "two-moons": {},
-                                        "gmm-ring": {}})
+                                        "gmm-ring": {}, "digits": {}})
     add("metric", "mmd-linear", factory=f"{_M}.mmd:LinearMMD", config=MMDLinearConfig,
         summary="Biased MMD² with the linear kernel (Gretton et al. 2012, eq. 5): "
                 "|mean(x) - mean(y)|², never negative.")
@@ -91,7 +92,8 @@ def register_components(registry) -> None:
     add("metric", "fid", factory=f"{_M}.fidelity:FID", config=FIDConfig,
         summary="Fréchet distance of extractor features (Heusel et al. 2017) via torch-fidelity; "
                 "cached reference stats.",
-        data=("images",), needs=("feature-extractor",), default_for={"mnist": _LENET})
+        data=("images",), needs=("feature-extractor",),
+        default_for={"mnist": _LENET, "digits": _LENET})
     add("metric", "kid", factory=f"{_M}.fidelity:KID", config=KIDConfig,
         summary="Kernel Inception Distance: unbiased cubic-kernel MMD² over subsets "
                 "(Binkowski et al. 2018), torch-fidelity.",
@@ -110,7 +112,7 @@ def register_components(registry) -> None:
         summary="Share of class-conditional samples a classifier (lenet-mnist's logits) assigns "
                 "to their class; floor: its accuracy on real images.",
         higher_is_better=True, data=("images",), needs=("classifier", "labels"),
-        default_for={"mnist": _LENET})
+        default_for={"mnist": _LENET, "digits": _LENET})
     add("metric", "lpips", factory=f"{_M}.lpips_metric:LPIPS", config=LPIPSConfig,
         summary="LPIPS between paired images (Zhang et al. 2018), lpips package, local "
                 "backbone weights.",

@@ -35,6 +35,9 @@ def analyze(
     steps: Annotated[int | None, typer.Option(help="Sampler steps (default: the teacher's).")
                      ] = None,
     bins: Annotated[int, typer.Option(help="Timestep bins of the MSE heatmap.")] = 10,
+    full_mse: Annotated[bool, typer.Option("--full-mse", help="MSE at every timestep (T "
+                                           "bins, implies --mse; every size, as --mse).")
+                        ] = False,
     repeats: Annotated[int, typer.Option(help="Timed repeats of the latency (median).")] = 5,
     metric: Annotated[str | None, typer.Option(help="Quality metric of the summary "
                                                "(default fid, else the first sample "
@@ -51,6 +54,7 @@ def analyze(
     from diffctl.study.analysis import analyze as run_analysis
     from diffctl_cli.progress import Reporter
 
+    mse = mse or full_mse
     chosen = [p for p, on in zip(PARTS, (mse, denoising, time, trajectory), strict=True) if on]
     parts = list(PARTS) if all_ or not chosen else chosen
     reporters: dict[str, Reporter] = {}
@@ -62,7 +66,8 @@ def analyze(
 
     try:
         result = run_analysis(study, parts, num_samples=num_samples, batch_size=batch_size,
-                              steps=steps, bins=bins, repeats=repeats, metric=metric,
+                              steps=steps, bins=None if full_mse else bins,
+                              repeats=repeats, metric=metric,
                               device="cpu" if cpu else "auto",
                               on_progress=on_progress if verbose else None)
     finally:

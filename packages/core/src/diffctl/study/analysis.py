@@ -66,13 +66,15 @@ class AnalysisResult:
 
 def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, *,
             num_samples: int = 256, batch_size: int = 64, steps: int | None = None,
-            bins: int = 10, repeats: int = 5, denoising_samples: int = 4, frames: int = 10,
+            bins: int | None = 10, repeats: int = 5, denoising_samples: int = 4,
+            frames: int = 10,
             device: str = "auto", seed: int | None = None, metric: str | None = None,
             on_progress: Progress = None, registry: Registry | None = None) -> AnalysisResult:
     """Run ``parts`` of the analysis on the study in ``study_path`` (see the module
     docstring) and write their files; ``num_samples`` held-out examples for the prediction
     errors and samples for the trajectories, ``batch_size`` for every batch and the latency,
-    ``steps`` sampler steps (default: the teacher's ``sample.num_steps``), ``device`` auto,
+    ``steps`` sampler steps (default: the teacher's ``sample.num_steps``), ``bins`` timestep
+    bins of the MSE (None: one per timestep, T in all, the reference's full MSE), ``device`` auto,
     cpu, cuda or mps. Noise comes from the ``study-errors`` and ``study-sample`` streams of
     ``seed`` (default: the teacher run's seed; docs/design.md, "Seeds")."""
     import torch
@@ -82,7 +84,8 @@ def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, 
     if unknown:
         raise UsageError(f"unknown analysis {unknown[0]!r}; choose from {', '.join(PARTS)}")
     for name, value, low in (("--num-samples", num_samples, 1), ("--batch-size", batch_size, 1),
-                             ("--bins", bins, 1), ("--repeats", repeats, MIN_REPEATS),
+                             ("--bins", 1 if bins is None else bins, 1),
+                             ("--repeats", repeats, MIN_REPEATS),
                              ("--frames", frames, 2), ("denoising samples",
                                                        denoising_samples, 1)):
         if value < low:
@@ -97,6 +100,7 @@ def analyze(study_path: Path | str, parts: tuple[str, ...] | list[str] = PARTS, 
     error_seed, sample_seed = stream_seed(seed, "study-errors"), stream_seed(seed, "study-sample")
     if not 1 <= steps <= T:
         raise UsageError(f"--steps must be in [1, {T}], got {steps}")
+    bins = T if bins is None else bins
     if bins > T:
         raise UsageError(f"--bins must be at most T = {T}, got {bins}")
     folder = study.path / ANALYSIS_DIR
