@@ -383,9 +383,11 @@ class Run:
                                      f"checkpoint {path.name} was trained with (edited or "
                                      "damaged?); resuming would not continue that run")
                 epoch, step = int(state["epoch"]), int(state["step"])
+                within = int(state.get("batch_in_epoch", 0))  # batches of a mid-epoch save
                 batch = state.get("batch_size") or trainer.batch_size
                 if epoch > self.config.train.epochs or not batch or \
-                        step != epoch * trainer.steps_for(int(batch)):
+                        step != epoch * trainer.steps_for(int(batch)) + within or \
+                        within >= trainer.steps_for(int(batch)):
                     raise CheckpointError(f"checkpoint {path} records epoch {epoch} and step "
                                           f"{step}, which this run's config cannot reach "
                                           "(damaged state.json?)")
@@ -420,6 +422,7 @@ class Run:
         summary = trainer.state.as_dict() | {
             "losses": None, "device": str(trainer.device),
             "parameters": sum(p.numel() for p in trainer.model.parameters())}
+        summary.pop("batch_in_epoch", None)  # a checkpoint's position, not a result
         if self._teacher is not None:
             summary["distilled_from"] = self._teacher.describe()
         return summary
