@@ -79,6 +79,7 @@ from diffctl.training.checkpoint import (
     verify_checkpoint,
 )
 from diffctl.training.distributed import dist_info
+from diffctl.training.streaming import StreamingData
 from diffctl.training.trainer import StepEvent, Trainer, TrainState, pick_device
 
 if TYPE_CHECKING:
@@ -344,8 +345,11 @@ class Run:
                 on_step(event)
 
         teacher = self._teacher
+        # a data set too large for memory is read batch by batch (the same batches)
+        data = StreamingData(ds.stream_source(), num_workers=config.train.num_workers) \
+            if getattr(ds, "streaming", False) else ds.train_tensor()
         return Trainer(
-            components.denoiser, components.scheduler, ds.train_tensor(), config.train,
+            components.denoiser, components.scheduler, data, config.train,
             seed=config.seed,
             labels=split_labels(ds, "train") if conditional else None,
             augment=getattr(ds, "augment", None),
