@@ -85,3 +85,17 @@ def test_size_study_runs_every_stage_and_times_it(tmp_path: Path) -> None:
     assert "target 600 s" in out and "distil helps" in out
     timings = json.loads((tmp_path / "s/timings.json").read_text())
     assert {"teacher", "students", "analyze", "total_seconds"} <= set(timings)
+
+
+@pytest.mark.slow
+def test_streaming_quick_prints_memory_and_the_speed_ratio() -> None:
+    out = bench("streaming.py", "--quick")
+    assert "peak resident memory" in out and "would need" in out
+    ratio = [line for line in out.splitlines() if "ratio streaming / in-memory" in line]
+    assert len(ratio) == 1 and float(ratio[0].split(":")[1].split()[0]) > 0
+
+
+def test_grad_accum_quick_prints_the_ratio() -> None:
+    out = bench("grad_accum.py", "--quick")
+    line = next(line for line in out.splitlines() if line.startswith("dit-tiny"))
+    assert "whole" in line and "accumulated" in line and float(line.split("ratio")[1].split()[0])

@@ -26,6 +26,7 @@ STREAMS: dict[str, str] = {
     "init": "the denoiser's initial weights",
     "train": "each epoch's batch order, timesteps, noise and augmentation (index: epoch)",
     "dropout": "torch's global RNG during each epoch: dropout, label dropout (index: epoch)",
+    "augment": "per-example augmentation of the streaming data path (index: epoch, example)",
     "sample": "noise of the samples a run draws, per sample (diffctl.samplers.noise)",
     "reference": "the real sample the generated samples are compared with",
     "floors": "the real-vs-real draws of each metric's floor",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from diffctl_models.embeddings import (
     ClassEmbedding,
@@ -161,6 +162,7 @@ class DiT(nn.Module):
         self.patch_size, self.grid = p, self.image_size // p
         self.num_patches = self.grid ** 2
         self.adaln = config.conditioning == "adaln-zero"
+        self.activation_checkpointing = config.activation_checkpointing
 
         self.patch_embed = nn.Conv2d(self.in_channels, dim, p, stride=p)
         if config.pos_embed == "sincos":
@@ -221,12 +223,20 @@ class DiT(nn.Module):
         x = self.patch_embed(x_t).flatten(2).transpose(1, 2) + self.pos_embed.to(x_t.dtype)
         if self.adaln:
             for block in self.blocks:
-                x = block(x, c)
+                x = self._block(block, x, c)
             shift, scale = self.final_modulation(c).chunk(2, dim=-1)
             x = modulate(self.final_norm(x), shift, scale)
         else:
             x = torch.cat([c[:, None, :], x], dim=1)
             for block in self.blocks:
-                x = block(x)
+                x = self._block(block, x, None)
             x = self.final_norm(x[:, 1:])
         return self.unpatchify(self.head(x))
+
+    def _block(self, block: nn.Module, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """One block; with activation checkpointing (training with autograd on) its
+        activations are recomputed in the backward pass instead of stored. The RNG state is
+        replayed, so dropout draws the same masks both times."""
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, c, use_reentrant=False)
+        return block(x, c)

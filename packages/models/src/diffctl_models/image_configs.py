@@ -118,6 +118,10 @@ class DiTConfig(ImageDenoiserConfig):
         "token", description="token: time + class embedding prepended as one extra token "
         "(dropped before the head); adaln-zero: per-block adaptive LayerNorm shift/scale/gate "
         "regressed from it, zero-initialised (DiT paper).")
+    activation_checkpointing: bool = Field(
+        False, description="In training, keep only each block's input and recompute its "
+        "activations during the backward pass: less memory for about one more forward pass "
+        "per step; same outputs and gradients.")
 
     @model_validator(mode="after")
     def _check_shapes(self) -> Self:

@@ -83,6 +83,12 @@ class ImageFolderConfig(ImageDatasetConfig):
                             "is resized to this (bicubic), then the centre is cropped.")
     channels: Literal[1, 3] = Field(3, description="1 (greyscale) or 3 (RGB); every image is "
                                     "converted.")
+    streaming: bool | Literal["auto"] = Field(
+        "auto", description="Read training images from disk batch by batch (DataLoader "
+        "workers, train.num_workers) instead of decoding them all up front. auto: stream when "
+        "the training split as float32 would take over a quarter of the available memory. "
+        "Either way the run trains the same batches and weights. The test split is decoded "
+        "whole when first evaluated: keep test_fraction small for a very large folder.")
     test_fraction: float = _test_fraction()
     seed: int | None = _seed()
     limit: int | None = _limit()

@@ -5,16 +5,30 @@ class folder names as labels 0..K-1 (as torchvision's ``ImageFolder``). Every im
 to greyscale or RGB, its shorter side resized to ``image_size`` (bicubic, antialiased by PIL) and
 the centre square cropped. Images are decoded once, when the dataset is built; with ``limit``
 only the test split and the first ``limit`` training images are decoded.
+
+With ``streaming`` (chosen automatically for a folder too large for memory) nothing is decoded
+up front: the splits are :class:`~diffctl.datasets.images.LazyImages` and the trainer reads
+the training images through :meth:`ImageFolder.stream_source`, a few batches ahead, in
+DataLoader workers. Both paths decode with the same function, so they see the same values.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from diffctl.datasets.image_configs import ImageFolderConfig
-from diffctl.datasets.images import ImageDataset, describe, split_indices
+from diffctl.datasets.images import (
+    ImageDataset,
+    LazyImages,
+    describe,
+    should_stream,
+    split_indices,
+    to_unit_range,
+)
 from diffctl.errors import UsageError
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
@@ -61,6 +75,24 @@ def load_image(path: Path, size: int, channels: int) -> np.ndarray:
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+@dataclass(frozen=True)
+class FolderItems:
+    """The training images of a folder as an item source of the streaming path
+    (:class:`diffctl.training.streaming.ItemSource`): file names only, cheap to send to
+    worker processes."""
+
+    files: tuple[Path, ...]
+    image_size: int
+    channels: int
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> torch.Tensor:
+        array = load_image(self.files[index], self.image_size, self.channels)
+        return to_unit_range(torch.from_numpy(np.array(array)))  # a writable copy
+
+
 class ImageFolder(ImageDataset):
     """A folder of images as a dataset: (channels, image_size, image_size) in [-1, 1].
 
@@ -89,6 +121,19 @@ class ImageFolder(ImageDataset):
         train = train[:config.limit] if config.limit is not None else train
         label_array = np.asarray(labels, dtype=np.int64)
         has_labels = self.num_classes is not None
+        shape = (config.channels, config.image_size, config.image_size)
+        self.streaming = should_stream(config.streaming,
+                                       len(train) * int(np.prod(shape)) * 4)
+        self._train_files = tuple(files[i] for i in train)
+        if self.streaming:
+            def one(i: int) -> np.ndarray:
+                return load_image(files[i], config.image_size, config.channels)
+
+            super().__init__(config, LazyImages(one, train, shape),
+                             label_array[train] if has_labels else None,
+                             LazyImages(one, test, shape),
+                             label_array[test] if has_labels else None)
+            return
 
         def decode(indices: np.ndarray) -> np.ndarray:
             shape = (len(indices), config.channels, config.image_size, config.image_size)
@@ -99,6 +144,11 @@ class ImageFolder(ImageDataset):
 
         super().__init__(config, decode(train), label_array[train] if has_labels else None,
                          decode(test), label_array[test] if has_labels else None)
+
+    def stream_source(self) -> FolderItems:
+        """The training split for :class:`diffctl.training.streaming.StreamingData`."""
+        c = self.config
+        return FolderItems(self._train_files[:len(self)], c.image_size, c.channels)
 
     @property
     def title(self) -> str:

@@ -5,6 +5,9 @@ A subclass loads its images once, as uint8 (N, C, H, W) arrays (or float tensors
 until a split is asked for as a whole; ``x / 127.5 - 1`` maps 0 to -1 and 255 to 1 exactly, and
 ``ds[i]`` applies the same operations to one image, so it equals ``train_tensor()[i]`` bit for
 bit. Nothing is written to disk except what torchvision's downloader writes when asked to.
+
+A split may instead be :class:`LazyImages` (a data set streamed from disk): it decodes only
+the images indexed, and only :meth:`ImageDataset.train_tensor` / ``test_tensor`` decode all.
 """
 
 from __future__ import annotations
@@ -73,9 +76,72 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).div_(127.5).sub_(1.0)
 
 
-def _tensor(array: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return array if isinstance(array, torch.Tensor) else torch.from_numpy(
-        np.ascontiguousarray(array))
+#: Stream a data set whose training split as float32 exceeds this share of available memory.
+STREAMING_MEMORY_FRACTION = 0.25
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (MemAvailable on Linux, else the
+    physical memory)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 8 << 30
+
+
+def should_stream(choice: bool | str, float32_bytes: int) -> bool:
+    """``dataset.streaming``: true or false as given; auto streams when the training split
+    as float32 would take more than :data:`STREAMING_MEMORY_FRACTION` of available memory."""
+    if choice == "auto":
+        return float32_bytes > STREAMING_MEMORY_FRACTION * available_memory()
+    return bool(choice)
+
+
+class LazyImages:
+    """A uint8 (N, C, H, W) image array decoded on demand: ``load(i)`` gives image ``rows[i]``.
+    Indexing by an int gives one (C, H, W) tensor, by indices a stacked tensor, by a slice
+    another lazy array."""
+
+    dtype = torch.uint8
+
+    def __init__(self, load: Callable[[int], np.ndarray], rows: np.ndarray,
+                 shape: tuple[int, int, int]):
+        self._load, self.rows, self._item_shape = load, np.asarray(rows), shape
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self._item_shape)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return LazyImages(self._load, self.rows[index], self._item_shape)
+        if isinstance(index, (int, np.integer)) or (torch.is_tensor(index) and index.ndim == 0):
+            return torch.from_numpy(np.array(self._load(int(self.rows[int(index)]))))
+        picked = [int(i) for i in (index.tolist() if hasattr(index, "tolist") else index)]
+        out = torch.empty((len(picked), *self._item_shape), dtype=torch.uint8)
+        for row, i in enumerate(picked):
+            out[row] = torch.from_numpy(np.array(self._load(int(self.rows[i]))))
+        return out
+
+    def materialize(self) -> torch.Tensor:
+        """Every image, decoded: (N, C, H, W) uint8."""
+        return self[np.arange(len(self))]
+
+
+def _tensor(array: np.ndarray | torch.Tensor | LazyImages) -> torch.Tensor | LazyImages:
+    if isinstance(array, (torch.Tensor, LazyImages)):
+        return array
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 class ImageDataset:
@@ -91,8 +157,8 @@ class ImageDataset:
     num_classes: int | None = None
     augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None
 
-    def __init__(self, config: ImageDatasetConfig, train: np.ndarray | torch.Tensor,
-                 train_labels: np.ndarray | None, test: np.ndarray | torch.Tensor,
+    def __init__(self, config: ImageDatasetConfig, train: np.ndarray | torch.Tensor | LazyImages,
+                 train_labels: np.ndarray | None, test: np.ndarray | torch.Tensor | LazyImages,
                  test_labels: np.ndarray | None):
         self.config = config
         train_t, test_t = _tensor(train), _tensor(test)
@@ -141,7 +207,10 @@ class ImageDataset:
     # -- fast paths -----------------------------------------------------------------------------
     def _split(self, split: str) -> torch.Tensor:
         if split not in self._float:
-            self._float[split] = to_unit_range(self._raw[split])
+            raw = self._raw[split]
+            if isinstance(raw, LazyImages):
+                raw = raw.materialize()
+            self._float[split] = to_unit_range(raw)
         return self._float[split]
 
     def train_tensor(self) -> torch.Tensor:

@@ -450,7 +450,13 @@ def dump(config: RunConfig) -> str:
 #: old behaviour: a checkpoint written before a field existed recorded a fingerprint without
 #: it, so resuming accepts the fingerprint without any of these keys at that value.
 LATER_FIELDS: dict[str, str] = {"distill.": "None", "train.max_batch_size.": "1024",
-                                "denoiser.size_factor.": "1.0"}
+                                "denoiser.size_factor.": "1.0", "train.grad_accum_steps.": "1"}
+#: Fields that change how fast a run trains, never what it computes: not fingerprinted, so a
+#: run may be resumed with other values (the streaming and in-memory paths draw the same
+#: batches, activation checkpointing recomputes the same values, and the number of decoding
+#: workers changes nothing either).
+UNFINGERPRINTED = (("train", "num_workers"), ("dataset", "streaming"),
+                   ("denoiser", "activation_checkpointing"))
 
 
 def config_fingerprint(config: RunConfig) -> str:
@@ -477,6 +483,9 @@ def _fingerprint_items(config: RunConfig) -> list[tuple[str, str]]:
     data = config.model_dump(mode="json")
     data["train"].pop("epochs", None)
     data.pop("name", None)
+    for section, key in UNFINGERPRINTED:
+        if isinstance(data.get(section), dict):
+            data[section].pop(key, None)
     return sorted(_flatten(data))
 
 

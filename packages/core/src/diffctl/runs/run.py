@@ -79,6 +79,7 @@ from diffctl.training.checkpoint import (
     verify_checkpoint,
 )
 from diffctl.training.distributed import dist_info
+from diffctl.training.streaming import StreamingData
 from diffctl.training.trainer import StepEvent, Trainer, TrainState, pick_device
 
 if TYPE_CHECKING:
@@ -344,8 +345,11 @@ class Run:
                 on_step(event)
 
         teacher = self._teacher
+        # a data set too large for memory is read batch by batch (the same batches)
+        data = StreamingData(ds.stream_source(), num_workers=config.train.num_workers) \
+            if getattr(ds, "streaming", False) else ds.train_tensor()
         return Trainer(
-            components.denoiser, components.scheduler, ds.train_tensor(), config.train,
+            components.denoiser, components.scheduler, data, config.train,
             seed=config.seed,
             labels=split_labels(ds, "train") if conditional else None,
             augment=getattr(ds, "augment", None),
@@ -383,9 +387,11 @@ class Run:
                                      f"checkpoint {path.name} was trained with (edited or "
                                      "damaged?); resuming would not continue that run")
                 epoch, step = int(state["epoch"]), int(state["step"])
+                within = int(state.get("batch_in_epoch", 0))  # batches of a mid-epoch save
                 batch = state.get("batch_size") or trainer.batch_size
                 if epoch > self.config.train.epochs or not batch or \
-                        step != epoch * trainer.steps_for(int(batch)):
+                        step != epoch * trainer.steps_for(int(batch)) + within or \
+                        within >= trainer.steps_for(int(batch)):
                     raise CheckpointError(f"checkpoint {path} records epoch {epoch} and step "
                                           f"{step}, which this run's config cannot reach "
                                           "(damaged state.json?)")
@@ -420,6 +426,7 @@ class Run:
         summary = trainer.state.as_dict() | {
             "losses": None, "device": str(trainer.device),
             "parameters": sum(p.numel() for p in trainer.model.parameters())}
+        summary.pop("batch_in_epoch", None)  # a checkpoint's position, not a result
         if self._teacher is not None:
             summary["distilled_from"] = self._teacher.describe()
         return summary

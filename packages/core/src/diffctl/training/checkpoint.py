@@ -12,6 +12,10 @@ temporary name and renamed into place, so a killed process leaves either a whole
 or none (a leftover ``.epoch-NNNN.*`` staging folder is removed by the next save).
 ``checkpoints/last`` and ``checkpoints/best`` are one-line pointer files naming a folder of the
 same ``checkpoints/``, also replaced atomically. No pickle anywhere.
+
+A checkpoint saved mid-epoch adds ``rng.safetensors`` (the generators' states as uint8
+tensors) and ``batch_in_epoch``; an fp16 run's ``state.json`` holds the gradient scaler's
+state (``grad_scaler``: scale, growth tracker and factors, plain numbers).
 """
 
 from __future__ import annotations
@@ -128,8 +132,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     state: dict[str, Any],
     ema: torch.nn.Module | None = None,
+    extra: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
-    """Write checkpoint ``directory/name`` atomically and point ``last`` at it."""
+    """Write checkpoint ``directory/name`` atomically and point ``last`` at it; ``extra``
+    maps further ``*.safetensors`` file names to their tensors (checksummed like the rest)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(directory)
@@ -141,6 +147,9 @@ def save_checkpoint(
         save_file(_state_dict(model), str(staging / "model.safetensors"))
         if ema is not None:
             save_file(_state_dict(ema), str(staging / "ema.safetensors"))
+        for file_name, tensors in (extra or {}).items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                      str(staging / file_name))
         payload = dict(state)
         if optimizer is not None:
             tensors, meta = _optimizer_tensors(optimizer)
@@ -181,6 +190,16 @@ def _load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, t
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"corrupted or unreadable checkpoint file {path}: "
                               f"{str(exc).splitlines()[0]}") from None
+
+
+def load_extra_tensors(path: Path, file_name: str) -> dict[str, torch.Tensor]:
+    """The tensors of a further file of checkpoint ``path`` (see ``save_checkpoint``'s
+    ``extra``), checked against the checksum its state.json records."""
+    sums = read_state(path).get("files") or {}
+    if not (path / file_name).is_file() or file_name not in sums:
+        raise CheckpointError(f"checkpoint {path} lacks {file_name}, which its state needs "
+                              "(damaged?)")
+    return _load_tensors(path / file_name, sums[file_name])
 
 
 def load_checkpoint(
@@ -262,6 +281,16 @@ class _Rng(BaseModel):
     scheme: str | None = None
     seed: NonNegativeInt | None = None
     next_epoch: NonNegativeInt | None = None
+    next_batch: NonNegativeInt | None = None
+
+
+class _GradScaler(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    scale: float = Field(gt=0)
+    growth_factor: float
+    backoff_factor: float
+    growth_interval: int
+    growth_tracker: NonNegativeInt = Field(0, alias="_growth_tracker")
 
 
 class _State(BaseModel):
@@ -271,6 +300,7 @@ class _State(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     step: NonNegativeInt
     epoch: NonNegativeInt
+    batch_in_epoch: NonNegativeInt = 0
     train_seconds: NonNegativeFloat = 0.0
     best_value: float | None = None
     best_epoch: NonNegativeInt | None = None
@@ -281,6 +311,7 @@ class _State(BaseModel):
     rng: _Rng = _Rng()
     config_sha256: str | None = None
     optimizer: _Optimizer | None = None
+    grad_scaler: _GradScaler | None = None
     files: dict[str, str] = {}
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from diffctl.config import ComponentConfig
 
@@ -39,9 +39,17 @@ class TrainConfig(ComponentConfig):
     best_metric: str = Field("test-loss", description="Metric that selects the best checkpoint.")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after N evaluations without improvement; null: never.")
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16: forward and loss under torch.autocast in bfloat16 "
-        "(weights, optimiser and EMA stay float32).")
+    grad_accum_steps: int = Field(
+        1, ge=1, description="Split each batch into this many micro-batches whose gradients "
+        "add up to the whole batch's (one optimiser step per batch; batch_size stays the "
+        "global batch and must be divisible by processes x grad_accum_steps).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16 or fp16: forward and loss under torch.autocast in that "
+        "type (weights, optimiser and EMA stay float32); fp16 scales the loss with "
+        "torch.amp.GradScaler, whose state the checkpoints keep.")
+    num_workers: int = Field(
+        1, ge=0, description="Worker processes that decode images for a streaming dataset "
+        "(0: in the training process). Changes speed only, never results.")
     compile: bool = Field(False, description="Train through torch.compile(model) (the "
                           "checkpoints hold the plain module's weights).")
     loggers: list[str] = Field(
@@ -61,3 +69,10 @@ class TrainConfig(ComponentConfig):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"must be a positive integer or auto, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _batch_splits_into_micro_batches(self) -> Self:
+        if self.batch_size != "auto" and self.batch_size % self.grad_accum_steps:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by "
+                             f"grad_accum_steps {self.grad_accum_steps}")
+        return self

@@ -2,8 +2,17 @@
 
 Randomness is a function of (seed, epoch): the data order, timesteps, noise and augmentation
 of epoch e come from the run's ``train`` stream at index e, dropout from its ``dropout``
-stream (:mod:`diffctl.seeds`). Checkpoints fall on epoch boundaries, so a resumed run
-continues exactly as the uninterrupted one would have.
+stream (:mod:`diffctl.seeds`). The run's checkpoints fall on epoch boundaries, so a resumed
+run continues exactly as the uninterrupted one would have; a checkpoint saved mid-epoch
+(:meth:`Trainer.save` from ``on_step``) also records the batch reached and the two generators'
+states, and resuming it trains exactly the remaining batches.
+
+Each batch of ``batch_size`` examples (the global batch) is one optimiser step. With
+``grad_accum_steps`` N it is split into N micro-batches (per process under DDP), each loss
+scaled by its share of the batch, so their gradients add up to the batch's; DDP
+synchronises only on the last one (``no_sync``). Training data is a tensor (the in-memory
+path) or :class:`diffctl.training.streaming.StreamingData` (read by DataLoader workers,
+batch by batch); both draw the same batches, timesteps and noise.
 
 Before the first step the trainer checks memory (:meth:`Trainer.check_memory`): one trial
 forward and backward pass at the training batch on the chosen device, which leaves weights,
@@ -14,6 +23,7 @@ batch size; with ``batch_size: auto`` the batch is halved until a trial step fit
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +36,9 @@ import torch
 from diffctl.errors import DiffctlError, UsageError
 from diffctl.seeds import stream_seed
 from diffctl.training.checkpoint import (
+    CheckpointError,
     load_checkpoint,
+    load_extra_tensors,
     read_pointer,
     save_checkpoint,
     write_pointer,
@@ -37,9 +49,14 @@ from diffctl.training.distributed import all_mean, broadcast_flag, dist_info, se
 from diffctl.training.ema import EMA
 from diffctl.training.lr_schedule import lr_multiplier, scaled_lr
 from diffctl.training.objective import diffusion_loss
+from diffctl.training.streaming import StreamingData
 
 #: How a checkpoint's RNG state is to be read; a resume refuses a checkpoint of another scheme.
 RNG_SCHEME = "diffctl.seeds streams train/dropout per epoch"
+#: The file of a mid-epoch checkpoint holding the generator states (uint8 tensors).
+RNG_FILE = "rng.safetensors"
+#: autocast dtype of each reduced precision.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TrainingDiverged(DiffctlError):
@@ -97,6 +114,7 @@ class StepEvent:
 class TrainState:
     step: int = 0
     epoch: int = 0  # epochs completed
+    batch_in_epoch: int = 0  # batches of the current epoch done (non-zero only mid-epoch)
     train_seconds: float = 0.0
     best_value: float | None = None
     best_epoch: int | None = None
@@ -114,13 +132,14 @@ Evaluate = Callable[[torch.nn.Module, TrainState], dict[str, float]]
 
 
 class Trainer:
-    """Trains ``model`` on a tensor of examples; writes checkpoints under ``run_dir``."""
+    """Trains ``model`` on a tensor of examples (or :class:`StreamingData`); writes
+    checkpoints under ``checkpoint_dir``."""
 
     def __init__(
         self,
         model: torch.nn.Module,
         scheduler: Any,
-        train_data: torch.Tensor,
+        train_data: torch.Tensor | StreamingData,
         config: TrainConfig,
         *,
         seed: int = 0,
@@ -138,21 +157,30 @@ class Trainer:
         self.config, self.seed = config, seed
         self.dist = dist_info()
         self.device = pick_device(config.device)
+        self.accum = config.grad_accum_steps
         if self.dist.enabled:
             if config.batch_size == "auto":
                 raise UsageError("train.batch_size auto is not available under torchrun; give "
                                  "a number divisible by the number of processes")
-            if config.batch_size % self.dist.world_size:
+            parts = self.dist.world_size * self.accum
+            if config.batch_size % parts:
+                split = "" if self.accum == 1 else \
+                    f" x grad_accum_steps ({self.dist.world_size} x {self.accum} = {parts})"
                 raise UsageError(f"batch_size {config.batch_size} must be divisible by the "
-                                 f"number of processes ({self.dist.world_size})")
+                                 f"number of processes ({self.dist.world_size}){split}")
             self.device = setup(self.dist, self.device)
+        self.streaming = isinstance(train_data, StreamingData)
+        if self.streaming and augment is not None:
+            raise UsageError("streaming data augments each example in its loader; a batch "
+                             "augmentation cannot be combined with it")
         self.model = model.to(self.device)
         # the frozen teacher of a distilled run: eval mode, no gradients, on the same device
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) \
             if teacher is not None else None
         self.distill_weight = float(distill_weight)
         self.scheduler = scheduler
-        self.data = train_data.to(self.device)
+        self.data = train_data if isinstance(train_data, StreamingData) else \
+            train_data.to(self.device)
         self.labels = labels.to(self.device) if labels is not None else None
         self.augment = augment
         self.checkpoint_dir = checkpoint_dir if self.dist.is_main else None
@@ -165,6 +193,12 @@ class Trainer:
         self.ema = EMA(self.model, config.ema_decay, config.ema_warmup) \
             if config.ema_decay else None
         self.state = TrainState()
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none
+        self.scaler = torch.amp.GradScaler(self.device.type) \
+            if config.precision == "fp16" else None
+        self._gen: torch.Generator | None = None  # the epoch's train-stream generator
+        self._epoch_started: float | None = None
+        self._resume_rng: dict[str, torch.Tensor] | None = None  # a mid-epoch checkpoint's
         # what the loss calls: the module itself or its torch.compile wrapper (checkpoints and
         # EMA always use the plain module, so the weights' names never change)
         self.train_model = torch.compile(self.model) if config.compile else self.model
@@ -206,9 +240,11 @@ class Trainer:
         starts at ``max_batch_size`` (at most the training split) and is halved until a
         trial step fits. Weights, buffers (BatchNorm statistics), gradients and the random
         state are left as they were."""
-        auto = not self._batch_fixed
+        auto, accum = not self._batch_fixed, self.accum
         size = min(self.config.max_batch_size, len(self.data)) if auto else self.batch_size
         assert size is not None
+        if auto:  # a whole number of micro-batches
+            size = max(accum, size - size % accum)
         while True:
             try:
                 self._trial_step(size)
@@ -217,12 +253,12 @@ class Trainer:
                 if not is_out_of_memory(exc):
                     raise
                 self._release_memory()
-                if not auto or size == 1:
+                if not auto or size == accum:
                     hint = ("lower train.batch_size or set it to auto" if not auto
                             else "the model does not fit even one example")
                     raise BatchTooLarge(f"out of memory on {self.device}: a training step at "
                                         f"batch size {size} does not fit ({hint})") from None
-                size //= 2
+                size = size // accum // 2 * accum
         if auto:
             self._use_batch(size)
             self._batch_fixed = True
@@ -230,9 +266,13 @@ class Trainer:
         return size
 
     def _trial_step(self, size: int) -> None:
-        share = max(1, size // self.dist.world_size)
+        # one micro-batch: what a step holds in memory at a time
+        share = max(1, size // (self.dist.world_size * self.accum))
         idx = (torch.arange(share) % len(self.data)).to(self.device)
-        x0 = self.data[idx]
+        if isinstance(self.data, StreamingData):
+            x0 = torch.stack([self.data.example(int(i)) for i in idx]).to(self.device)
+        else:
+            x0 = self.data[idx]
         cond = self.labels[idx] if self.labels is not None else None
         gen = torch.Generator().manual_seed(0)
         t = torch.randint(0, self.scheduler.num_train_timesteps, (share,),
@@ -244,8 +284,7 @@ class Trainer:
         was_training = self.model.training
         self.model.train()
         try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                enabled=self.config.precision == "bf16"):
+            with self.autocast():
                 loss = self._loss(self.model, x0, t, noise, cond)
             loss.backward()
         finally:
@@ -264,6 +303,13 @@ class Trainer:
             torch.cuda.empty_cache()
         elif self.device.type == "mps":
             torch.mps.empty_cache()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision of forward passes and losses (the teacher's included): autocast in
+        bf16 or fp16, or nothing at fp32."""
+        dtype = AUTOCAST_DTYPES.get(self.config.precision)
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16,
+                              enabled=dtype is not None)
 
     def _loss(self, model: torch.nn.Module, x0: torch.Tensor, t: torch.Tensor,
               noise: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -285,16 +331,32 @@ class Trainer:
         return self.ema.shadow if self.ema is not None else self.model
 
     def save(self, name: str) -> Path | None:
+        """Checkpoint folder ``name``: at an epoch boundary, or mid-epoch when called from
+        ``on_step`` (then the batch reached and the generators' states are saved too)."""
         if self.checkpoint_dir is None:
             return None
+        st = self.state
         # the RNG state: every random draw of epoch e comes from the streams "train" and
         # "dropout" at index e of the run's seed, so (seed, next epoch) restores it
-        rng = {"scheme": RNG_SCHEME, "seed": self.seed,
-               "next_epoch": self.state.epoch}
-        state = self.state.as_dict() | {"ema_updates": self.ema.updates if self.ema else 0,
-                                        "rng": rng, **self.checkpoint_meta}
+        rng: dict[str, Any] = {"scheme": RNG_SCHEME, "seed": self.seed, "next_epoch": st.epoch}
+        state = st.as_dict() | {"ema_updates": self.ema.updates if self.ema else 0,
+                                "rng": rng, **self.checkpoint_meta}
+        extra: dict[str, dict[str, torch.Tensor]] = {}
+        if st.batch_in_epoch:
+            # mid-epoch: the epoch's generators where this batch left them
+            if self._gen is None:
+                raise UsageError("a mid-epoch checkpoint can only be saved during fit()")
+            rng["next_batch"] = st.batch_in_epoch
+            extra[RNG_FILE] = {"train": self._gen.get_state(), "global": torch.get_rng_state()}
+            if self.device.type == "cuda":
+                extra[RNG_FILE]["cuda"] = torch.cuda.get_rng_state(self.device)
+            if self._epoch_started is not None:
+                state["train_seconds"] = st.train_seconds + \
+                    time.perf_counter() - self._epoch_started
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
         return save_checkpoint(self.checkpoint_dir, name, self.model, self.optimizer, state,
-                               ema=self.ema.shadow if self.ema else None)
+                               ema=self.ema.shadow if self.ema else None, extra=extra)
 
     def resume(self, path: Path) -> dict[str, Any]:
         """Continue from checkpoint folder ``path``: weights, optimizer, EMA, state and the
@@ -321,6 +383,16 @@ class Trainer:
             self._batch_fixed = True
         elif self.batch_size is not None:
             self.state.batch_size = self.batch_size
+        if self.scaler is not None and isinstance(saved.get("grad_scaler"), dict):
+            self.scaler.load_state_dict(saved["grad_scaler"])
+        self._resume_rng = None
+        if self.state.batch_in_epoch:
+            if self.batch_size is not None and \
+                    self.state.batch_in_epoch >= self.steps_for(self.batch_size):
+                raise CheckpointError(f"checkpoint {path} records batch "
+                                      f"{self.state.batch_in_epoch} of an epoch of "
+                                      f"{self.steps_for(self.batch_size)} (damaged?)")
+            self._resume_rng = load_extra_tensors(path, RNG_FILE)
         return saved
 
     # -- the loop --------------------------------------------------------------------------
@@ -367,33 +439,60 @@ class Trainer:
         checking memory first if :meth:`check_memory` has not run."""
         if not self.memory_checked:
             self.check_memory()
+        try:
+            return self._fit()
+        finally:
+            self._gen = self._epoch_started = None
+            if isinstance(self.data, StreamingData):
+                self.data.close()
+
+    def _fit(self) -> TrainState:
         cfg, st = self.config, self.state
         batch = self.batch_size
         assert batch is not None
         T = self.scheduler.num_train_timesteps
         n = len(self.data)
+        rank, world = self.dist.rank, self.dist.world_size
         self.model.train()
         while st.epoch < cfg.epochs:
-            started = time.perf_counter()
+            started = self._epoch_started = time.perf_counter()
             gen = torch.Generator().manual_seed(stream_seed(self.seed, "train", st.epoch))
             torch.manual_seed(stream_seed(self.seed, "dropout", st.epoch))
-            order = torch.randperm(n, generator=gen).to(self.device)
-            for b in range(self.steps_per_epoch):
+            order = torch.randperm(n, generator=gen)
+            start = st.batch_in_epoch
+            if start:  # a mid-epoch checkpoint: its generators, where it left them
+                self._restore_rng(gen)
+            self._gen = gen
+            stream = None
+            if isinstance(self.data, StreamingData):
+                stream = self.data.batches(order, batch, self.steps_per_epoch, epoch=st.epoch,
+                                           seed=self.seed, start=start, rank=rank,
+                                           world_size=world,
+                                           pin_memory=self.device.type == "cuda")
+            else:
+                order = order.to(self.device)
+            for b in range(start, self.steps_per_epoch):
                 idx = order[b * batch:(b + 1) * batch]
-                x0 = self.data[idx]
-                if self.augment is not None:
-                    x0 = self.augment(x0, gen)
-                cond = self.labels[idx] if self.labels is not None else None
+                if stream is not None:  # this rank's share, already decoded by the loader
+                    x0 = next(stream).to(self.device, non_blocking=True)
+                else:
+                    x0 = self.data[idx]
+                    if self.augment is not None:
+                        x0 = self.augment(x0, gen)
+                cond = self.labels[idx.to(self.labels.device)] \
+                    if self.labels is not None else None
                 t = torch.randint(0, T, (len(idx),), generator=gen).to(self.device)
-                noise = torch.randn(x0.shape, generator=gen).to(self.device, x0.dtype)
+                noise = torch.randn((len(idx), *x0.shape[1:]),
+                                    generator=gen).to(self.device, x0.dtype)
                 if self.dist.enabled:  # every rank drew the whole batch; keep this rank's share
-                    share = slice(self.dist.rank, None, self.dist.world_size)
-                    x0, t, noise = x0[share], t[share], noise[share]
+                    share = slice(rank, None, world)
+                    x0 = x0 if stream is not None else x0[share]
+                    t, noise = t[share], noise[share]
                     cond = cond[share] if cond is not None else None
-                with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                    enabled=cfg.precision == "bf16"):
-                    loss = self._loss(self.train_model, x0, t, noise, cond)
-                loss_value = all_mean(float(loss.detach()), self.dist, self.device)
+                # as many micro-batches on every rank (a short last batch may allow fewer)
+                parts = min(self.accum, len(idx) // world)
+                loss = self._accumulate(x0, t, noise, cond, parts)
+                loss_value = all_mean(float(loss), self.dist, self.device)
                 if not math.isfinite(loss_value):
                     last = read_pointer(self.checkpoint_dir / "last") \
                         if self.checkpoint_dir else None
@@ -405,14 +504,11 @@ class Trainer:
                                              cfg.warmup_steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
+                self._optimizer_step()
                 if self.ema is not None:
                     self.ema.update(self.model)
                 st.step += 1
+                st.batch_in_epoch = b + 1
                 if st.step % cfg.log_every == 0 or st.step == 1:
                     st.losses.append((st.step, loss_value))
                 if self.on_step is not None:
@@ -420,7 +516,9 @@ class Trainer:
                     self.on_step(StepEvent(st.step, st.epoch, self.total_steps, loss_value, lr,
                                            st.step / max(elapsed, 1e-9)))
             st.epoch += 1
+            st.batch_in_epoch = 0
             st.train_seconds += time.perf_counter() - started
+            self._epoch_started = None
             last = st.epoch == cfg.epochs
             if st.epoch % cfg.checkpoint_every == 0 or last:
                 self.model.eval()
@@ -430,3 +528,62 @@ class Trainer:
                     break
         self.model.eval()
         return st
+
+    def _accumulate(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                    cond: torch.Tensor | None, parts: int) -> torch.Tensor:
+        """Gradients of this process's share of a batch, in ``parts`` micro-batches; returns
+        the share's loss (detached). Each micro-batch's loss is weighted by its share of the
+        examples, so the summed gradient is that of the whole share's mean loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if parts <= 1:
+            with self.autocast():
+                loss = self._loss(self.train_model, x0, t, noise, cond)
+            self._backward(loss)
+            return loss.detach()
+        m = len(x0)
+        q, r = divmod(m, parts)
+        total = torch.zeros((), dtype=torch.float64)
+        begin = 0
+        for j in range(parts):
+            end = begin + q + (1 if j < r else 0)
+            part = slice(begin, end)
+            # DDP: all-reduce the gradients once, after the last micro-batch
+            sync = self.train_model.no_sync() if self.dist.enabled and j < parts - 1 \
+                else contextlib.nullcontext()
+            with sync:
+                with self.autocast():
+                    loss = self._loss(self.train_model, x0[part], t[part], noise[part],
+                                      cond[part] if cond is not None else None)
+                loss = loss * ((end - begin) / m)
+                self._backward(loss)
+            total += loss.detach().double().cpu()
+            begin = end
+        return total
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def _optimizer_step(self) -> None:
+        """Clip (after unscaling fp16 gradients) and step; the scaler skips a step whose
+        gradients overflowed and lowers its scale."""
+        cfg = self.config
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def _restore_rng(self, gen: torch.Generator) -> None:
+        saved = self._resume_rng
+        if saved is None:
+            raise UsageError("resuming mid-epoch needs the generator states of the checkpoint "
+                             f"({RNG_FILE}); resume() it first")
+        gen.set_state(saved["train"])
+        torch.set_rng_state(saved["global"])
+        if self.device.type == "cuda" and "cuda" in saved:
+            torch.cuda.set_rng_state(saved["cuda"], self.device)
+        self._resume_rng = None
