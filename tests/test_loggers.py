@@ -72,3 +72,21 @@ def test_resume_continues_the_same_tensorboard_run_without_duplicates(tmp_path: 
     rows = list(csv.DictReader((tmp_path / "r" / "train.csv").read_text().splitlines()))
     steps = [int(r["step"]) for r in rows]
     assert steps == sorted(set(steps)) and steps[-1] == 40  # logged every 5 of 44 steps
+
+
+def test_tensorboard_without_its_package_names_the_extra(tmp_path: Path, monkeypatch) -> None:
+    import builtins
+
+    from diffctl.loggers.tensorboard import TensorBoardLogger
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name == "tensorboard" or name.startswith("tensorboard."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(UsageError, match=r'pip install "diffctl-core\[tensorboard\]"'):
+        TensorBoardLogger().open(tmp_path, 0)
+    assert not (tmp_path / "tensorboard").exists()

@@ -13,11 +13,16 @@ from diffctl_models.image_configs import (
     UNetConfig,
 )
 
-#: The residual MLP's CPU-sized run on 2-D data: under a minute on 2 cores.
+#: The residual MLP's CPU-sized run on 2-D data: under a minute on 2 cores. A narrow model
+#: trained for more steps beat a wide one trained for fewer in the same time, and stochastic
+#: DDIM (eta 1, the DDPM posterior variance) at 200 steps lands closer to the data than the
+#: deterministic sampler, which carries the model's score error to the end (README, "Targets").
 _POINTS_RECIPE = {
-    "denoiser": {"hidden": 256, "num_blocks": 3},
-    "train": {"epochs": 40, "batch_size": 512, "lr": 0.002, "lr_schedule": "cosine",
-              "warmup_steps": 100, "checkpoint_every": 5},
+    "denoiser": {"hidden": 128, "num_blocks": 3},
+    "train": {"epochs": 120, "batch_size": 512, "lr": 0.002, "lr_schedule": "cosine",
+              "warmup_steps": 100, "checkpoint_every": 20},
+    "sampler": {"name": "ddim", "eta": 1.0},
+    "sample": {"num_steps": 200},
 }
 
 

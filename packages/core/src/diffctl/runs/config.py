@@ -114,7 +114,7 @@ class RunConfig(ComponentConfig):
 
 
 COMPONENT_SECTIONS = ("dataset", "denoiser", "scheduler", "sampler")
-RECIPE_SECTIONS = ("denoiser", "train", "sample", "eval")
+RECIPE_SECTIONS = ("denoiser", "train", "sample", "sampler", "eval")
 
 
 def default_config_data() -> dict[str, Any]:
@@ -180,15 +180,16 @@ def compose(data: dict[str, Any] | None = None, *, registry=None, dataset: str |
                           ("scheduler", scheduler), ("sampler", sampler)):
         if name:
             data[section] = {"name": name}
-    if not from_file:
-        data = with_recipes(data, registry)
     if metrics:
         data.setdefault("eval", {})["metrics"] = list(metrics)
     if seed is not None:
         data["seed"] = seed
     if steps is not None:
         data.setdefault("sample", {})["num_steps"] = steps
-    return resolve(apply_values(apply_overrides(data, list(overrides)), list(values)), registry)
+    data = apply_values(apply_overrides(data, list(overrides)), list(values))
+    if not from_file:  # recipes go under everything the user chose, --set included
+        data = with_recipes(data, registry)
+    return resolve(data, registry)
 
 
 def with_recipes(data: dict[str, Any], registry) -> dict[str, Any]:
@@ -221,6 +222,9 @@ def with_recipes(data: dict[str, Any], registry) -> dict[str, Any]:
         if section not in RECIPE_SECTIONS:
             raise ConfigError(f"recipe section {section!r} is not one of "
                               f"{', '.join(RECIPE_SECTIONS)}")
+        if section == "sampler" and (data.get("sampler") or {}).get("name", values.get(
+                "name")) != values.get("name"):
+            continue  # a recipe's sampler options only go with the sampler they were tuned for
         data[section] = _deep_merge(values, data.get(section) or {})
     return data
 

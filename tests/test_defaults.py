@@ -1,0 +1,73 @@
+"""Defaults follow the components a user names (docs/design.md, "Defaults follow the
+components"): the dataset, denoiser, recipe, sampler options and metrics that
+``diffctl run`` fills in, always under what the user chose."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffctl.errors import ConfigError
+from diffctl.runs.config import compose
+
+
+def test_the_embedded_default_is_two_moons_with_its_recipe() -> None:
+    config = compose()
+    assert (config.dataset.name, config.denoiser.name) == ("two-moons", "residual-mlp")
+    assert config.eval.metrics[0] == "c2st"  # the headline of 2-D data
+    assert {"mmd-rbf", "moons-overall"} <= set(config.eval.metrics)
+    assert config.sample.num_samples == 5000
+    assert config.sampler.name == "ddim" and config.sampler.options()["eta"] == 1.0
+    assert config.sample.num_steps == 200
+
+
+def test_an_image_denoiser_alone_picks_the_bundled_digits_and_its_recipe() -> None:
+    config = compose(denoiser="dit", sampler="ddim")
+    assert config.dataset.name == "digits"
+    denoiser = config.denoiser.options()
+    assert (denoiser["hidden"], denoiser["depth"], denoiser["conditioning"]) == (
+        128, 4, "adaln-zero")
+    assert config.eval.metrics == ["c2st", "mmd-rbf", "fid"]
+    assert config.eval.metric_options["fid"]["feature_extractor"] == "lenet-mnist"
+    assert config.sample.num_samples == 500
+    unet = compose(denoiser="unet-mini")
+    assert unet.dataset.name == "digits" and unet.denoiser.options()["base_channels"] == 16
+    student = compose(denoiser="student-unet")
+    assert student.denoiser.options()["size_factor"] == 0.25
+
+
+def test_a_conditional_image_run_also_measures_class_accuracy() -> None:
+    config = compose(denoiser="unet-mini", overrides=["denoiser.num_classes=10"])
+    assert config.eval.metrics[-1] == "class-accuracy"
+
+
+def test_a_dataset_alone_picks_a_fitting_denoiser() -> None:
+    assert compose(dataset="gmm-ring").denoiser.name == "residual-mlp"
+    assert compose(dataset="digits").denoiser.name == "unet-mini"
+
+
+def test_what_the_user_sets_wins_over_every_recipe() -> None:
+    config = compose(denoiser="dit", overrides=["train.epochs=3", "denoiser.hidden=64",
+                                                "sample.num_samples=50"])
+    assert config.train.epochs == 3 and config.denoiser.options()["hidden"] == 64
+    assert config.sample.num_samples == 50
+    assert compose(steps=7).sample.num_steps == 7
+    assert compose(overrides=["sample.num_steps=9"]).sample.num_steps == 9
+
+
+def test_a_denoiser_named_by_set_gets_its_own_defaults_not_anothers_recipe() -> None:
+    config = compose(overrides=["denoiser.name=mlp"])
+    assert config.denoiser.name == "mlp"
+    assert "num_blocks" not in config.denoiser.options()  # residual-mlp's recipe field
+
+
+def test_a_recipes_sampler_options_only_go_with_their_sampler() -> None:
+    for config in (compose(sampler="heun"), compose(overrides=["sampler.name=heun"])):
+        assert config.sampler.name == "heun" and "eta" not in config.sampler.options()
+    assert compose(overrides=["sampler.eta=0.5"]).sampler.options()["eta"] == 0.5
+
+
+def test_a_config_file_gets_no_recipe() -> None:
+    config = compose({"dataset": {"name": "two-moons"}, "denoiser": {"name": "residual-mlp"}})
+    assert config.denoiser.options()["hidden"] == 512  # the field default, no recipe
+    with pytest.raises(ConfigError):
+        compose({"denoiser": "dit"})
