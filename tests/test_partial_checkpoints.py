@@ -126,6 +126,39 @@ def test_a_damaged_partial_checkpoint_falls_back_to_the_epoch_checkpoint(
     assert read_log(run / "train.jsonl") == read_log(runs["straight"] / "train.jsonl")
 
 
+def test_a_partial_checkpoint_older_than_the_epoch_checkpoints_is_ignored(
+        runs: dict[str, Path], tmp_path: Path) -> None:
+    """Left over by a kill between an epoch checkpoint and the removal of ``partial/``."""
+    run = tmp_path / "r"
+    shutil.copytree(runs["straight"], run)
+    shutil.copytree(runs["stopped"] / "checkpoints/partial", run / "checkpoints/partial")
+    steps: list[int] = []
+    Run.open(run).resume(epochs=4, on_step=lambda event: steps.append(event.step))
+    assert steps[0] == 52 and not (run / "checkpoints/partial").exists()
+
+
+def test_a_step_count_due_at_the_end_of_an_epoch_saves_at_the_boundary(tmp_path: Path) -> None:
+    """Step 17 ends epoch 1, which has no epoch checkpoint (checkpoint_every 2): the partial
+    checkpoint is taken at the boundary, with no generator states to keep."""
+    sets = [*TINY, "train.epochs=2", "train.checkpoint_every=2",
+            "train.checkpoint_every_steps=17"]
+    Run.create(compose(overrides=sets), tmp_path / "straight").train(evaluate_after=False)
+
+    def stop(event) -> None:
+        if event.step == 20:
+            raise Stop
+
+    with pytest.raises(Stop):
+        Run.create(compose(overrides=sets), tmp_path / "r").train(on_step=stop,
+                                                                  evaluate_after=False)
+    state = json.loads((tmp_path / "r/checkpoints/partial/step-00000017/state.json")
+                       .read_text())
+    assert (state["epoch"], state["batch_in_epoch"]) == (1, 0)
+    assert "rng.safetensors" not in state["files"]
+    Run.open(tmp_path / "r").resume()
+    assert tensor_files(tmp_path / "r", "epoch-0002") == \
+        tensor_files(tmp_path / "straight", "epoch-0002")
+
 def test_a_killed_cli_run_resumes_from_its_partial_checkpoint(tmp_path: Path) -> None:
     """SIGKILL ``diffctl train`` once a partial checkpoint exists (no epoch checkpoint yet),
     then resume it: the weights of a run never interrupted."""
