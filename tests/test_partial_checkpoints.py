@@ -76,6 +76,11 @@ def test_the_stopped_run_keeps_one_partial_checkpoint(runs: dict[str, Path]) -> 
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best", "epoch-0001", "last",
                                                              "partial"]
     assert (checkpoints / "last").read_text().strip() == "epoch-0001"
+    # what an interrupted `diffctl run` says it will continue from
+    from diffctl_cli.commands.run import _interrupted
+
+    assert "the last checkpoint is partial/step-00000020 (epoch 1, step 20)" in \
+        _interrupted(Run.open(runs["stopped"]))
     # a finished run has no partial checkpoint left: each epoch checkpoint removes them
     assert not (runs["straight"] / "checkpoints/partial").exists()
 
