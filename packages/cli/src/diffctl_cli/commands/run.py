@@ -147,14 +147,29 @@ def _execute(choices: dict, out_text: str | None, resume: Path | None,
 
 def _interrupted(the_run) -> str:
     """Where an interrupted training stopped and the command that continues it."""
-    from diffctl.training.checkpoint import CheckpointError, read_state, resolve_checkpoint
+    from diffctl.training.checkpoint import (
+        CheckpointError,
+        list_partial_checkpoints,
+        read_state,
+        resolve_checkpoint,
+    )
 
+    found = []  # (name, state) of the epoch checkpoint 'last' and the newest partial one
     try:
         last = resolve_checkpoint(the_run.dir.checkpoints, "last")
-        state = read_state(last)
+        found.append((last.name, read_state(last)))
     except CheckpointError:
+        pass
+    for partial in reversed(list_partial_checkpoints(the_run.dir.checkpoints)):
+        try:
+            found.append((f"partial/{partial.name}", read_state(partial)))
+            break
+        except CheckpointError:
+            continue
+    if not found:
         return "interrupted before the first checkpoint; nothing to resume from"
-    return (f"interrupted; the last checkpoint is {last.name} (epoch {state['epoch']}, step "
+    name, state = max(found, key=lambda item: item[1]["step"])
+    return (f"interrupted; the last checkpoint is {name} (epoch {state['epoch']}, step "
             f"{state['step']}); continue with: diffctl run --resume {the_run.path}")
 
 

@@ -454,7 +454,8 @@ def dump(config: RunConfig) -> str:
 #: old behaviour: a checkpoint written before a field existed recorded a fingerprint without
 #: it, so resuming accepts the fingerprint without any of these keys at that value.
 LATER_FIELDS: dict[str, str] = {"distill.": "None", "train.max_batch_size.": "1024",
-                                "denoiser.size_factor.": "1.0", "train.grad_accum_steps.": "1"}
+                                "denoiser.size_factor.": "1.0", "train.grad_accum_steps.": "1",
+                                "train.checkpoint_every_steps.": "None"}
 #: Fields that change how fast a run trains, never what it computes: not fingerprinted, so a
 #: run may be resumed with other values (the streaming and in-memory paths draw the same
 #: batches, activation checkpointing recomputes the same values, and the number of decoding

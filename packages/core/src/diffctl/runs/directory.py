@@ -3,7 +3,9 @@
 ::
 
     config.yaml            the resolved config (written atomically); repeats the run
-    checkpoints/           epoch-NNNN/ folders (diffctl.training.checkpoint), last, best
+    checkpoints/           epoch-NNNN/ folders (diffctl.training.checkpoint), last, best;
+                           partial/step-NNNNNNNN/: the newest mid-epoch checkpoint
+                           (train.checkpoint_every_steps), for resuming only
     train.jsonl            loss and lr every train.log_every steps
     metrics.jsonl          one line per checkpoint evaluation during training
     losses.json            (step, loss) pairs of the finished training

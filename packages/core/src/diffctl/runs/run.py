@@ -72,7 +72,9 @@ from diffctl.seeds import stream_seed
 from diffctl.training.checkpoint import (
     CheckpointError,
     list_checkpoints,
+    list_partial_checkpoints,
     load_checkpoint,
+    partial_step,
     read_state,
     resolve_checkpoint,
     select_checkpoints,
@@ -179,14 +181,16 @@ class Run:
 
     def resume(self, *, epochs: int | None = None, strict: bool = False,
                on_step: Callable[[StepEvent], None] | None = None) -> dict[str, Any]:
-        """Continue from the newest intact checkpoint (a damaged newer one is skipped with a
+        """Continue from the newest intact checkpoint by step, an epoch checkpoint or a partial
+        one (``train.checkpoint_every_steps``; a damaged newer one is skipped with a
         warning, or refused with ``strict``). ``epochs`` extends a run to that many epochs in
         all (config.yaml is updated; with a cosine schedule the learning rate then follows
         the new length). Log lines past the checkpoint are dropped and written again; lines
         up to it that were lost (a torn or cut log) are written again from the checkpoints."""
         if epochs is not None:
-            trained = max((self._epoch_of(p) for p in list_checkpoints(self.dir.checkpoints)),
-                          default=0)
+            trained = max((self._epoch_of(p) for p in [
+                *list_checkpoints(self.dir.checkpoints),
+                *list_partial_checkpoints(self.dir.checkpoints)]), default=0)
             if epochs < max(trained, 1):
                 raise UsageError(f"--epochs {epochs} is below the {trained} epochs this run "
                                  "has already trained")
@@ -205,13 +209,14 @@ class Run:
             if epochs is not None:
                 self.dir.write_config(dump(self.config))
             self.dir.truncate_logs(trainer.state.step)
-            self._repair_logs(trainer, checkpoint)
+            self._repair_logs(trainer)
         return self._fit(trainer, components)
 
-    def _repair_logs(self, trainer: Trainer, resumed: Path) -> None:
-        """Write again the log lines up to the resumed checkpoint that are missing: training
-        losses from the checkpoint's own record of them (lr recomputed, rate unknown), and
-        the evaluation record of each checkpoint that lost its line (evaluated again)."""
+    def _repair_logs(self, trainer: Trainer) -> None:
+        """Write again the log lines up to the resumed checkpoint (the trainer's step, which
+        may be mid-epoch) that are missing: training losses from the checkpoint's own record
+        of them (lr recomputed, rate unknown), and the evaluation record of each epoch
+        checkpoint up to that step that lost its line (evaluated again)."""
         from diffctl.training.lr_schedule import lr_multiplier
 
         cfg = trainer.config
@@ -225,13 +230,12 @@ class Run:
                     "loss": loss, "lr": lr, "steps_per_second": None, "rewritten": True})
         recorded = {r.get("epoch") for r in self.dir.history()}
         for path in list_checkpoints(self.dir.checkpoints):
-            if path > resumed:
-                break
             try:
                 state = read_state(path)
             except CheckpointError:
                 continue
-            if state["epoch"] in recorded:
+            # the epoch checkpoints up to the resumed one, which may be a partial one
+            if state["epoch"] in recorded or state["step"] > trainer.state.step:
                 continue
             model = copy.deepcopy(trainer.model)
             ema = copy.deepcopy(trainer.model) if trainer.ema is not None else None
@@ -363,7 +367,9 @@ class Run:
     def _resume_point(self, trainer: Trainer, strict: bool = False
                       ) -> tuple[Path, dict[str, Any]]:
         """The newest checkpoint that loads, checked against this run's config; damaged newer
-        ones are skipped with a warning (refused with ``strict``)."""
+        ones are skipped with a warning (refused with ``strict``). Partial checkpoints count
+        when their step is past every readable epoch checkpoint's (an older one is left over
+        from a run killed while it removed it, and is ignored)."""
         if not self.dir.exists():
             raise UsageError(f"no run to resume at {self.path} ({files.CONFIG} missing)")
         candidates = list_checkpoints(self.dir.checkpoints)
@@ -373,6 +379,14 @@ class Run:
         except CheckpointError as exc:
             if candidates:
                 log.warning("%s; using the newest checkpoint folder instead", exc)
+        newest = -1
+        for path in candidates:
+            try:
+                newest = max(newest, int(read_state(path)["step"]))
+            except CheckpointError:
+                continue
+        candidates += [p for p in list_partial_checkpoints(self.dir.checkpoints)
+                       if partial_step(p) > newest]
         if not candidates:
             raise UsageError(f"run {self.path} has no checkpoint to resume from")
         if strict:
@@ -402,8 +416,14 @@ class Run:
             except CheckpointError as exc:
                 if strict or path == candidates[0] or len(candidates) == 1:
                     raise
-                log.warning("skipping damaged checkpoint %s: %s", path.name, exc)
+                log.warning("skipping damaged checkpoint %s: %s", self._checkpoint_name(path),
+                            exc)
         raise UsageError(f"run {self.path} has no intact checkpoint")
+
+    def _checkpoint_name(self, path: Path) -> str:
+        """``epoch-0004`` or ``partial/step-00000123``: a checkpoint as messages name it."""
+        return path.relative_to(self.dir.checkpoints).as_posix() \
+            if path.is_relative_to(self.dir.checkpoints) else path.name
 
     def _fit(self, trainer: Trainer, components: Components) -> dict[str, Any]:
         self._trainer, self._components = trainer, components

@@ -311,7 +311,7 @@ def run_point(sweep_dir: str, name: str) -> dict[str, Any]:
     else train it; then the final evaluation. Returns a :class:`PointResult` as a dict (a
     failure is a result, not an exception)."""
     from diffctl.runs.run import Run
-    from diffctl.training.checkpoint import list_checkpoints
+    from diffctl.training.checkpoint import list_checkpoints, list_partial_checkpoints
 
     started = time.perf_counter()
     path = Path(sweep_dir) / name
@@ -322,7 +322,8 @@ def run_point(sweep_dir: str, name: str) -> dict[str, Any]:
         if directory.file(files.REPORT).is_file():
             return asdict(PointResult(name, "skipped", str(path)))
         status = "trained"
-        if directory.exists() and list_checkpoints(directory.checkpoints):
+        if directory.exists() and (list_checkpoints(directory.checkpoints) or
+                                   list_partial_checkpoints(directory.checkpoints)):
             run = Run.open(path, registry=sweep.registry)
             train = run.resume()
             status = "resumed"

@@ -16,6 +16,13 @@ same ``checkpoints/``, also replaced atomically. No pickle anywhere.
 A checkpoint saved mid-epoch adds ``rng.safetensors`` (the generators' states as uint8
 tensors) and ``batch_in_epoch``; an fp16 run's ``state.json`` holds the gradient scaler's
 state (``grad_scaler``: scale, growth tracker and factors, plain numbers).
+
+Partial checkpoints (``train.checkpoint_every_steps``) live one level down, in
+``checkpoints/partial/step-NNNNNNNN/`` (the optimiser step, eight digits), same layout. They
+exist only to resume from: ``partial/`` has no ``state.json`` of its own, so
+:func:`list_checkpoints`, :func:`select_checkpoints` and the pointers never see them, and
+:func:`resolve_checkpoint` refuses the name. A new one is written beside the old and the old
+is removed after, so a kill at any moment leaves at least one whole checkpoint.
 """
 
 from __future__ import annotations
@@ -82,6 +89,49 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 POINTERS = ("last", "best")
 #: The folders the trainer writes, ``epoch-NNNN``: their state must record that epoch.
 EPOCH_DIR_RE = re.compile(r"^epoch-(\d+)$")
+#: The folder under ``checkpoints/`` holding the resume-only partial checkpoints.
+PARTIAL_DIR = "partial"
+#: A partial checkpoint's folder, ``step-NNNNNNNN``: its state must record that step.
+STEP_DIR_RE = re.compile(r"^step-(\d+)$")
+
+
+def partial_name(step: int) -> str:
+    """The folder name of the partial checkpoint saved after optimiser step ``step``."""
+    return f"step-{step:08d}"
+
+
+def list_partial_checkpoints(directory: Path) -> list[Path]:
+    """The partial checkpoints under ``directory/partial`` (``directory`` being a run's
+    ``checkpoints/``), oldest first by the step in their name; staging folders ignored."""
+    folder = directory / PARTIAL_DIR
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and STEP_DIR_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(STEP_DIR_RE.match(p.name).group(1)))  # type: ignore
+
+
+def partial_step(path: Path) -> int:
+    """The step a partial checkpoint's folder name claims."""
+    named = STEP_DIR_RE.match(path.name)
+    if named is None:
+        raise CheckpointError(f"{path} is not a partial checkpoint folder (step-NNNNNNNN)")
+    return int(named.group(1))
+
+
+def discard(path: Path) -> None:
+    """Remove a checkpoint folder (or the partial folder): first renamed to a hidden name,
+    which the next save's staging clean-up removes if this process dies before it does, so
+    a half-removed folder is never taken for a checkpoint."""
+    if not path.exists():
+        return
+    hidden = path.with_name(f".{path.name}.discarded")
+    try:
+        if hidden.exists():
+            shutil.rmtree(hidden, ignore_errors=True)
+        os.replace(path, hidden)
+    except OSError:
+        hidden = path
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def file_sha256(path: Path) -> str:
@@ -119,7 +169,8 @@ def read_pointer(path: Path) -> Path | None:
         target = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         raise CheckpointError(f"checkpoint pointer {path} is unreadable (damaged?)") from None
-    if not NAME_RE.match(target) or target in POINTERS or target in (".", ".."):
+    if not NAME_RE.match(target) or target in (*POINTERS, PARTIAL_DIR) or \
+            target in (".", ".."):
         raise CheckpointError(f"checkpoint pointer {path} names {target!r}, which is not a "
                               f"checkpoint folder of {path.parent} (damaged?)")
     return path.parent / target
@@ -133,9 +184,11 @@ def save_checkpoint(
     state: dict[str, Any],
     ema: torch.nn.Module | None = None,
     extra: dict[str, dict[str, torch.Tensor]] | None = None,
+    point_last: bool = True,
 ) -> Path:
-    """Write checkpoint ``directory/name`` atomically and point ``last`` at it; ``extra``
-    maps further ``*.safetensors`` file names to their tensors (checksummed like the rest)."""
+    """Write checkpoint ``directory/name`` atomically and (with ``point_last``) point ``last``
+    at it; ``extra`` maps further ``*.safetensors`` file names to their tensors (checksummed
+    like the rest)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(directory)
@@ -170,7 +223,8 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    write_pointer(directory / "last", name)
+    if point_last:
+        write_pointer(directory / "last", name)
     return final
 
 
@@ -344,6 +398,10 @@ def read_state(path: Path) -> dict[str, Any]:
     if named and int(named.group(1)) != state["epoch"]:
         raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: epoch "
                               f"{state['epoch']} in the folder of epoch {int(named.group(1))}")
+    named = STEP_DIR_RE.match(path.name) if path.parent.name == PARTIAL_DIR else None
+    if named and int(named.group(1)) != state["step"]:
+        raise CheckpointError(f"corrupted checkpoint state {path / 'state.json'}: step "
+                              f"{state['step']} in the folder of step {int(named.group(1))}")
     return state
 
 
@@ -374,6 +432,10 @@ def resolve_checkpoint(directory: Path, name: str) -> Path:
         if not NAME_RE.match(name):
             raise CheckpointError(f"{name!r} is not a checkpoint name (last, best or a folder "
                                   f"of {directory}, e.g. epoch-0010)")
+        if name == PARTIAL_DIR:
+            known = ", ".join(p.name for p in list_checkpoints(directory)) or "none"
+            raise CheckpointError(f"{directory / name} holds mid-epoch checkpoints that only "
+                                  f"resuming uses; name an epoch checkpoint (there: {known})")
         path = directory / name
     if not (path / "state.json").is_file():
         if EPOCH_DIR_RE.match(path.name) and path.is_dir():

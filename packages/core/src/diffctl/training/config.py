@@ -36,6 +36,10 @@ class TrainConfig(ComponentConfig):
         "auto", description="auto picks cuda > mps > cpu.")
     log_every: int = Field(50, ge=1, description="Record the training loss every N steps.")
     checkpoint_every: int = Field(10, ge=1, description="Checkpoint and evaluate every N epochs.")
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="Also save a resume-only checkpoint every N optimiser steps "
+        "(checkpoints/partial/step-NNNNNNNN, the newest kept): never evaluated, sampled or "
+        "exported; resuming continues from it exactly. null: epoch checkpoints only.")
     best_metric: str = Field("test-loss", description="Metric that selects the best checkpoint.")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after N evaluations without improvement; null: never.")

@@ -5,7 +5,10 @@ of epoch e come from the run's ``train`` stream at index e, dropout from its ``d
 stream (:mod:`diffctl.seeds`). The run's checkpoints fall on epoch boundaries, so a resumed
 run continues exactly as the uninterrupted one would have; a checkpoint saved mid-epoch
 (:meth:`Trainer.save` from ``on_step``) also records the batch reached and the two generators'
-states, and resuming it trains exactly the remaining batches.
+states, and resuming it trains exactly the remaining batches. With
+``checkpoint_every_steps`` N the trainer itself saves such a checkpoint every N optimiser
+steps into ``checkpoints/partial/`` (:meth:`Trainer.save_partial`): only the newest is kept,
+it is not evaluated, and the next epoch checkpoint removes it.
 
 Each batch of ``batch_size`` examples (the global batch) is one optimiser step. With
 ``grad_accum_steps`` N it is split into N micro-batches (per process under DDP), each loss
@@ -36,9 +39,13 @@ import torch
 from diffctl.errors import DiffctlError, UsageError
 from diffctl.seeds import stream_seed
 from diffctl.training.checkpoint import (
+    PARTIAL_DIR,
     CheckpointError,
+    discard,
+    list_partial_checkpoints,
     load_checkpoint,
     load_extra_tensors,
+    partial_name,
     read_pointer,
     save_checkpoint,
     write_pointer,
@@ -330,9 +337,11 @@ class Trainer:
         """The weights used for evaluation and sampling: the EMA copy when there is one."""
         return self.ema.shadow if self.ema is not None else self.model
 
-    def save(self, name: str) -> Path | None:
-        """Checkpoint folder ``name``: at an epoch boundary, or mid-epoch when called from
-        ``on_step`` (then the batch reached and the generators' states are saved too)."""
+    def save(self, name: str, *, directory: Path | None = None,
+             point_last: bool = True) -> Path | None:
+        """Checkpoint folder ``name`` (in ``directory``, default the checkpoint folder): at an
+        epoch boundary, or mid-epoch when called from ``on_step`` (then the batch reached and
+        the generators' states are saved too). ``point_last`` moves the ``last`` pointer."""
         if self.checkpoint_dir is None:
             return None
         st = self.state
@@ -355,8 +364,22 @@ class Trainer:
                     time.perf_counter() - self._epoch_started
         if self.scaler is not None:
             state["grad_scaler"] = self.scaler.state_dict()
-        return save_checkpoint(self.checkpoint_dir, name, self.model, self.optimizer, state,
-                               ema=self.ema.shadow if self.ema else None, extra=extra)
+        return save_checkpoint(directory or self.checkpoint_dir, name, self.model,
+                               self.optimizer, state, ema=self.ema.shadow if self.ema else None,
+                               extra=extra, point_last=point_last)
+
+    def save_partial(self) -> Path | None:
+        """A resume-only checkpoint of the current step in ``checkpoints/partial/``; the older
+        ones there are removed once it is whole, so only the newest is kept. ``last`` and
+        ``best`` are left alone."""
+        if self.checkpoint_dir is None:
+            return None
+        path = self.save(partial_name(self.state.step),
+                         directory=self.checkpoint_dir / PARTIAL_DIR, point_last=False)
+        for old in list_partial_checkpoints(self.checkpoint_dir):
+            if old != path:
+                discard(old)
+        return path
 
     def resume(self, path: Path) -> dict[str, Any]:
         """Continue from checkpoint folder ``path``: weights, optimizer, EMA, state and the
@@ -432,6 +455,8 @@ class Trainer:
         self.save(name)
         if improved and self.checkpoint_dir is not None:
             write_pointer(self.checkpoint_dir / "best", name)
+        if self.checkpoint_dir is not None:  # partial checkpoints older than this one
+            discard(self.checkpoint_dir / PARTIAL_DIR)
         return broadcast_flag(stop, self.dist, self.device)
 
     def fit(self) -> TrainState:
@@ -453,8 +478,10 @@ class Trainer:
         T = self.scheduler.num_train_timesteps
         n = len(self.data)
         rank, world = self.dist.rank, self.dist.world_size
+        every = cfg.checkpoint_every_steps
         self.model.train()
         while st.epoch < cfg.epochs:
+            partial_at_end = False  # a partial checkpoint falls due on the epoch's last step
             started = self._epoch_started = time.perf_counter()
             gen = torch.Generator().manual_seed(stream_seed(self.seed, "train", st.epoch))
             torch.manual_seed(stream_seed(self.seed, "dropout", st.epoch))
@@ -515,6 +542,13 @@ class Trainer:
                     elapsed = st.train_seconds + time.perf_counter() - started
                     self.on_step(StepEvent(st.step, st.epoch, self.total_steps, loss_value, lr,
                                            st.step / max(elapsed, 1e-9)))
+                # after on_step: the step's log line is out before its checkpoint, so a kill
+                # in between leaves a line that resuming drops, never a missing one
+                if every is not None and st.step % every == 0:
+                    if b + 1 < self.steps_per_epoch:
+                        self.save_partial()
+                    else:  # saved at the boundary below unless an epoch checkpoint is
+                        partial_at_end = True
             st.epoch += 1
             st.batch_in_epoch = 0
             st.train_seconds += time.perf_counter() - started
@@ -526,6 +560,8 @@ class Trainer:
                 self.model.train()
                 if stop:
                     break
+            elif partial_at_end:
+                self.save_partial()
         self.model.eval()
         return st
 
