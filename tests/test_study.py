@@ -96,7 +96,7 @@ def test_the_analyses_on_a_tiny_study(study: Path) -> None:
     assert rows[1]["params"] < rows[2]["params"] == rows[0]["params"]
     assert rows[2]["value_from_data"] == rows[0]["value_teacher"]
     assert rows[2]["mse_to_teacher_from_data"] == 0.0
-    assert rows[1]["distillation_helps"] in (True, False)
+    assert rows[1]["distillation_helps"] in (True, False, None)
     for name in ("errors.json", "timing.json", "trajectory.json", "quality.json",
                  "summary.json", "denoising.npz"):
         assert (study / "analysis" / name).is_file(), name
@@ -182,3 +182,15 @@ def test_a_study_on_images_uses_the_size_field_of_the_student_family(tmp_path: P
                              image_size=16) for s in (0.25, 1.0)]
     assert sum(p.numel() for p in params[0].parameters()) < \
         sum(p.numel() for p in params[1].parameters())
+
+
+def test_distillation_verdict_needs_a_difference_beyond_the_noise() -> None:
+    from diffctl.study.summary import distillation_verdict
+
+    floor = {"mean": 17.0, "p95": 19.0}
+    assert distillation_verdict(821.4, 824.5, False, floor) is None  # 0.4%: noise
+    assert distillation_verdict(19.4, 25.9, False, {"mean": 2.4, "p95": 2.8}) is True
+    assert distillation_verdict(30.0, 28.5, False, floor) is None  # within the floor spread
+    assert distillation_verdict(30.0, 25.0, False, floor) is False
+    assert distillation_verdict(0.9, 0.8, True, None) is True  # higher is better
+    assert distillation_verdict(None, 0.8, True, None) is None

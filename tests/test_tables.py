@@ -24,3 +24,14 @@ def test_values_at_or_beyond_the_floor_read_at_floor() -> None:
     assert "at floor" in rows["mode-coverage"]
     worse = render({"mmd-rbf": 0.002, "mode-coverage": 0.75}, floors)
     assert "4.00 x p95" in worse and "0.75" in worse and "at floor" not in worse
+
+
+def test_secondary_keys_show_their_floor_but_no_verdict() -> None:
+    floors = {"mmd_num_scales": {"mean": 8.0, "p95": 8.0},
+              "c2st_std": {"mean": 0.008, "p95": 0.011}}
+    text = render({"mmd_num_scales": 8.0, "c2st_std": 0.003}, floors)
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    for name in floors:
+        cells = [c.strip() for c in rows[name].split("│")]
+        assert cells[3] and cells[5] == "", rows[name]  # floor mean shown, no ratio
+        assert "at floor" not in rows[name]

@@ -15,15 +15,16 @@ def fmt(value: Any) -> str:
                                                                    else str(value))
 
 
-def _direction(name: str) -> bool:
-    """Whether a larger value of ``name`` is better (False for unregistered secondary keys)."""
+def _direction(name: str) -> bool | None:
+    """Whether a larger value of ``name`` is better; None for a metric's secondary keys
+    (``mmd_bandwidth``, ``c2st_std``, ...), which are no quality and get no ratio."""
     from diffctl.errors import UnknownComponentError
     from diffctl.registry import get_registry
 
     try:
         return get_registry().metric_info(name).higher_is_better
     except UnknownComponentError:
-        return False
+        return None
 
 
 def metrics_table(title: str, values: dict[str, float], floors: dict[str, dict]) -> Table:
@@ -39,7 +40,10 @@ def metrics_table(title: str, values: dict[str, float], floors: dict[str, dict])
         if floor:
             ratio, label = floor_ratio(value, floor)
             shown = "-" if ratio is None else f"{ratio:.2f}" + (f" {label}" if label else "")
-            if ratio is not None and floor_excess(value, floor, _direction(name)) == 0:
+            direction = _direction(name)
+            if direction is None:
+                shown = ""  # a secondary key: its floor is context, not a verdict
+            elif ratio is not None and floor_excess(value, floor, direction) == 0:
                 shown = "at floor"
             table.add_row(name, fmt(value), fmt(floor["mean"]), fmt(floor["p95"]), shown)
         else:

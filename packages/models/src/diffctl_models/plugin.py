@@ -19,8 +19,8 @@ from diffctl_models.image_configs import (
 #: deterministic sampler, which carries the model's score error to the end (README, "Targets").
 _POINTS_RECIPE = {
     "denoiser": {"hidden": 128, "num_blocks": 3},
-    "train": {"epochs": 120, "batch_size": 512, "lr": 0.002, "lr_schedule": "cosine",
-              "warmup_steps": 100, "checkpoint_every": 20},
+    "train": {"epochs": 100, "batch_size": 512, "lr": 0.002, "lr_schedule": "cosine",
+              "warmup_steps": 100, "checkpoint_every": 25},
     "sampler": {"name": "ddim", "eta": 1.0},
     "sample": {"num_steps": 200},
 }

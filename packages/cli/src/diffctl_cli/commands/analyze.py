@@ -129,6 +129,9 @@ def summary_table(result):
                           fmt(row["train_seconds_teacher"]), "", "")
             continue
         helps = {True: "yes", False: "no", None: ""}[row["distillation_helps"]]
+        if row["distillation_helps"] is None and row.get("value_distilled") is not None \
+                and row.get("value_from_data") is not None:
+            helps = "within noise"
         table.add_row(fmt(row["size"]), fmt(row["params"]), fmt(row["latency_ms"]),
                       fmt(row["value_distilled"]), fmt(row["value_from_data"]),
                       fmt(row["floor"]), fmt(row["mse_to_teacher_distilled"]),

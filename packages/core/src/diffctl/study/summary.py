@@ -114,9 +114,7 @@ def summary_rows(study_points: list[dict[str, Any]], qual: dict[str, Any] | None
         d, f = by_size[size].get("distilled"), by_size[size].get("from-data")
         any_name = d or f
         vd, vf = q(d, "value"), q(f, "value")
-        helps = None
-        if vd is not None and vf is not None:
-            helps = vd > vf if higher else vd < vf
+        helps = distillation_verdict(vd, vf, higher, q(any_name, "floor"))
         rows.append({
             "size": size, "params": q(any_name, "parameters"),
             "latency_ms": latency(d) if latency(d) is not None else latency(f),
@@ -128,6 +126,26 @@ def summary_rows(study_points: list[dict[str, Any]], qual: dict[str, Any] | None
             "train_seconds_distilled": q(d, "train_seconds"),
             "train_seconds_from_data": q(f, "train_seconds"), "distillation_helps": helps})
     return rows
+
+
+#: below this relative difference two values of a quality metric count as equal, whatever
+#: the floor's spread (a 500-sample FID moves by a few per cent between sample draws)
+RELATIVE_NOISE = 0.02
+
+
+def distillation_verdict(distilled: float | None, from_data: float | None, higher: bool,
+                         floor: dict[str, Any] | None) -> bool | None:
+    """True when the distilled student is better than the one trained on data, False when
+    worse, None when either is missing or they differ by less than the noise: the spread of
+    the metric's real-vs-real floor (p95 - mean) or 2% of the larger value, whichever is
+    larger. A difference inside the noise is no finding."""
+    if distilled is None or from_data is None:
+        return None
+    spread = max(float(floor["p95"]) - float(floor["mean"]), 0.0) if floor else 0.0
+    noise = max(spread, RELATIVE_NOISE * max(abs(distilled), abs(from_data)))
+    if abs(distilled - from_data) <= noise:
+        return None
+    return distilled > from_data if higher else distilled < from_data
 
 
 def _floor_value(floor: dict[str, Any] | None) -> float | None:
