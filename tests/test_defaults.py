@@ -54,12 +54,6 @@ def test_what_the_user_sets_wins_over_every_recipe() -> None:
     assert compose(overrides=["sample.num_steps=9"]).sample.num_steps == 9
 
 
-def test_a_denoiser_named_by_set_gets_its_own_defaults_not_anothers_recipe() -> None:
-    config = compose(overrides=["denoiser.name=mlp"])
-    assert config.denoiser.name == "mlp"
-    assert "num_blocks" not in config.denoiser.options()  # residual-mlp's recipe field
-
-
 def test_a_recipes_sampler_options_only_go_with_their_sampler() -> None:
     for config in (compose(sampler="heun"), compose(overrides=["sampler.name=heun"])):
         assert config.sampler.name == "heun" and "eta" not in config.sampler.options()

@@ -186,15 +186,19 @@ def compose(data: dict[str, Any] | None = None, *, registry=None, dataset: str |
         data["seed"] = seed
     if steps is not None:
         data.setdefault("sample", {})["num_steps"] = steps
-    data = apply_values(apply_overrides(data, list(overrides)), list(values))
-    if not from_file:  # recipes go under everything the user chose, --set included
+    if not from_file:
         data = with_recipes(data, registry)
+    data = apply_values(apply_overrides(data, list(overrides)), list(values))
+    if not from_file:  # the sampler's options once --set has had its say on the sampler
+        data = with_recipes(data, registry, sampler=True)
     return resolve(data, registry)
 
 
-def with_recipes(data: dict[str, Any], registry) -> dict[str, Any]:
+def with_recipes(data: dict[str, Any], registry, *, sampler: bool = False) -> dict[str, Any]:
     """Fill the dataset and denoiser a config leaves open and apply their declared recipes
-    under the config's own values."""
+    under the config's own values: every section but ``sampler``, or with ``sampler`` only
+    that one, and only when the config's sampler is the one the recipe names (its options
+    were tuned for it; ``compose`` applies it after ``--set``, which may change the sampler)."""
     data = dict(data)
     for section in ("dataset", "denoiser"):
         if data.get(section) is not None and not isinstance(data[section], dict):
@@ -222,9 +226,11 @@ def with_recipes(data: dict[str, Any], registry) -> dict[str, Any]:
         if section not in RECIPE_SECTIONS:
             raise ConfigError(f"recipe section {section!r} is not one of "
                               f"{', '.join(RECIPE_SECTIONS)}")
-        if section == "sampler" and (data.get("sampler") or {}).get("name", values.get(
-                "name")) != values.get("name"):
-            continue  # a recipe's sampler options only go with the sampler they were tuned for
+        if (section == "sampler") != sampler:
+            continue
+        if sampler and (data.get("sampler") or {}).get("name", values.get("name")) \
+                != values.get("name"):
+            continue
         data[section] = _deep_merge(values, data.get(section) or {})
     return data
 
@@ -307,7 +313,7 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
         raise ConfigError("invalid run config: the top level must be a mapping")
     if any(not isinstance(data.get(s), dict) or "name" not in data[s]
            for s in ("dataset", "denoiser")):
-        data = with_recipes(data, registry)
+        data = with_recipes(with_recipes(data, registry), registry, sampler=True)
     user_options = (data.get("eval") or {}).get("metric_options") or {}
     try:
         config = RunConfig.model_validate(data)
