@@ -49,13 +49,15 @@ class WeightFile:
         """Present, and does it pass its checksum?"""
         path = self.path()
         present = path.is_file()
-        ok = present and self.matches(_sha256(path))
+        ok = present and self.matches(sha256_file(path))
         return {"name": self.name, "used_by": self.used_by, "file": self.filename,
                 "sha256": self.sha256, "url": self.url, "size": self.size,
                 "path": str(path), "present": present, "verified": ok}
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (no torch import: ``diffctl weights``
+    stays fast; the extractors memoise it per file, see ``feature_extractors.base``)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -107,7 +109,7 @@ def fetch(name: str, url: str | None = None, opener: Opener | None = None,
     unless ``force``; a download whose checksum differs is deleted and is an error."""
     entry = get(name)
     target = entry.path()
-    if target.is_file() and entry.matches(_sha256(target)) and not force:
+    if target.is_file() and entry.matches(sha256_file(target)) and not force:
         return target
     opener = opener or urllib.request.urlopen
     source = url or entry.url

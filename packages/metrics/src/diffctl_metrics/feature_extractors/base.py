@@ -12,7 +12,6 @@ images repeated to three channels (:class:`UInt8Images`).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from diffctl.errors import UsageError
+from diffctl_metrics.weights import sha256_file
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}
 
@@ -30,11 +30,7 @@ def file_sha256(path: Path) -> str:
     memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     digest = _SHA_MEMO.get(memo_key)
     if digest is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        digest = _SHA_MEMO[memo_key] = h.hexdigest()
+        digest = _SHA_MEMO[memo_key] = sha256_file(path)
     return digest
 
 
