@@ -36,6 +36,7 @@ from diffctl.training.trainer import Trainer, pick_device
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from hardware_fraction import DTYPES, matmul_peak, step_flops  # noqa: E402
+from step_timer import StepTimer  # noqa: E402
 
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "fp16": ("fp16", False),
             "bf16+compile": ("bf16", True)}
@@ -55,20 +56,12 @@ def throughput(args, model_name: str, variant: str) -> dict:
     data = torch.rand(n, 3, 32, 32) * 2 - 1
     config = TrainConfig(epochs=1, batch_size=args.batch, lr=1e-4, device=args.device,
                          precision=precision, compile=compiled, log_every=10**9)
-    first, last = args.warmup, args.warmup + args.steps
-    marks: dict[int, float] = {}
-
-    def on_step(event) -> None:
-        if event.step in (first, last):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            marks[event.step] = time.perf_counter()
-
+    timer = StepTimer(args.warmup, args.warmup + args.steps, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     Trainer(model, diffctl.create("scheduler", "linear"), data, config, seed=0,
-            on_step=on_step).fit()
-    seconds = (marks[last] - marks[first]) / args.steps
+            on_step=timer).fit()
+    seconds = timer.seconds / args.steps
     peak_memory = torch.cuda.max_memory_allocated(device) / 2**30 \
         if device.type == "cuda" else float("nan")
 

@@ -17,30 +17,19 @@ import argparse
 import contextlib
 import os
 import statistics
-import time
 
 import torch
+from step_timer import StepTimer, Stop
 
 import diffctl
 from diffctl.training.config import TrainConfig
 from diffctl.training.trainer import Trainer
 
 
-class Stop(Exception):
-    pass
-
-
 def images_per_second(model_name: str, data: torch.Tensor, args: argparse.Namespace,
                       accum: int) -> float:
-    first, last = args.warmup, args.warmup + args.steps
-    marks: dict[int, float] = {}
-
-    def on_step(event) -> None:
-        if event.step in (first, last):
-            marks[event.step] = time.perf_counter()
-        if event.step == last:
-            raise Stop
-
+    last = args.warmup + args.steps
+    timer = StepTimer(args.warmup, last, stop=True)
     torch.manual_seed(0)
     model = diffctl.create("denoiser", model_name, image_size=32, in_channels=1)
     steps_per_epoch = len(data) // args.batch
@@ -48,10 +37,10 @@ def images_per_second(model_name: str, data: torch.Tensor, args: argparse.Namesp
                       grad_accum_steps=accum, device="cpu", log_every=10**9,
                       checkpoint_every=10**6)
     trainer = Trainer(model, diffctl.create("scheduler", "linear"), data, cfg, seed=0,
-                      on_step=on_step)
+                      on_step=timer)
     with contextlib.suppress(Stop):
         trainer.fit()
-    return args.steps * args.batch / (marks[last] - marks[first])
+    return args.steps * args.batch / timer.seconds
 
 
 def main(argv: list[str] | None = None) -> None:

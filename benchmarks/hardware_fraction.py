@@ -24,6 +24,7 @@ import argparse
 import time
 
 import torch
+from step_timer import StepTimer
 
 import diffctl
 from diffctl.training.config import TrainConfig
@@ -93,17 +94,10 @@ def step_seconds(args: argparse.Namespace, name: str, precision: str,
     data = torch.rand(n, args.channels, args.image_size, args.image_size) * 2 - 1
     config = TrainConfig(epochs=1, batch_size=args.batch, lr=2e-4, device=args.device,
                          precision=precision, compile=compiled, log_every=10**9)
-    first, last = args.warmup, args.warmup + args.steps
-    marks: dict[int, float] = {}
-
-    def on_step(event) -> None:
-        if event.step in (first, last):
-            sync(device)
-            marks[event.step] = time.perf_counter()
-
+    timer = StepTimer(args.warmup, args.warmup + args.steps, device)
     Trainer(model, diffctl.create("scheduler", "linear"), data, config, seed=0,
-            on_step=on_step).fit()
-    return (marks[last] - marks[first]) / args.steps
+            on_step=timer).fit()
+    return timer.seconds / args.steps
 
 
 def main() -> None:

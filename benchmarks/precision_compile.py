@@ -14,9 +14,9 @@ Meant for a GPU (``--device cuda``); on a CPU it only checks the options do not 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from step_timer import StepTimer
 
 import diffctl
 from diffctl.training.config import TrainConfig
@@ -45,19 +45,11 @@ def images_per_second(args: argparse.Namespace, batch: int, variant: str) -> flo
     config = TrainConfig(epochs=1, batch_size=batch, lr=2e-4, grad_clip=1.0, ema_decay=0.9999,
                          device=args.device, precision=precision, compile=compiled,
                          log_every=10**9)
-    first, last = args.warmup, args.warmup + args.steps
-    marks: dict[int, float] = {}
-
-    def on_step(event) -> None:
-        if event.step in (first, last):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            marks[event.step] = time.perf_counter()
-
+    timer = StepTimer(args.warmup, args.warmup + args.steps, device)
     trainer = Trainer(model, diffctl.create("scheduler", "linear"), data, config, seed=0,
-                      labels=labels, on_step=on_step)
+                      labels=labels, on_step=timer)
     trainer.fit()
-    return args.steps * batch / (marks[last] - marks[first])
+    return args.steps * batch / timer.seconds
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from step_timer import StepTimer, Stop
 
 import diffctl
 from diffctl.training.config import TrainConfig
@@ -76,10 +77,6 @@ def train_config(batch: int, steps_per_epoch: int, steps: int, workers: int) -> 
                        checkpoint_every=10**6, num_workers=workers)
 
 
-class Stop(Exception):
-    pass
-
-
 def measure_memory(args: argparse.Namespace) -> dict:
     """In this (child) process: train through the streaming path, return peak memory."""
     ds = diffctl.create("dataset", "image-folder", path=args.folder, image_size=args.size,
@@ -87,15 +84,9 @@ def measure_memory(args: argparse.Namespace) -> dict:
     data = StreamingData(ds.stream_source(), num_workers=args.workers)
     steps_per_epoch = len(ds) // args.batch
     cfg = train_config(args.batch, steps_per_epoch, args.steps, args.workers)
-    marks: dict[int, float] = {}
-
-    def on_step(event) -> None:
-        marks[event.step] = time.perf_counter()
-        if event.step == args.steps:
-            raise Stop
-
+    timer = StepTimer(1, args.steps, stop=True)
     trainer = Trainer(dit(args.size, 3, args.patch), diffctl.create("scheduler", "linear"),
-                      data, cfg, seed=0, on_step=on_step)
+                      data, cfg, seed=0, on_step=timer)
     with contextlib.suppress(Stop):
         trainer.fit()
     data.close()  # the workers exit, so their peak reaches RUSAGE_CHILDREN
@@ -104,25 +95,18 @@ def measure_memory(args: argparse.Namespace) -> dict:
     timed = args.steps - 1
     return {"train_images": len(ds), "steps": args.steps, "peak_self": own,
             "peak_children": children,
-            "images_per_second": timed * args.batch / (marks[args.steps] - marks[1])}
+            "images_per_second": timed * args.batch / timer.seconds}
 
 
 def throughput(model: str, data, batch: int, steps: int, warmup: int, workers: int) -> float:
     """Images/s of the timed steps of ``Trainer.fit`` on ``data`` (tensor or streamed)."""
-    first, last = warmup, warmup + steps
-    marks: dict[int, float] = {}
-
-    def on_step(event) -> None:
-        if event.step in (first, last):
-            marks[event.step] = time.perf_counter()
-        if event.step == last:
-            raise Stop
-
+    last = warmup + steps
+    timer = StepTimer(warmup, last, stop=True)
     cfg = train_config(batch, len(data) // batch, last, workers)
     torch.manual_seed(0)
     denoiser = diffctl.create("denoiser", model, image_size=32, in_channels=1)
     trainer = Trainer(denoiser, diffctl.create("scheduler", "linear"), data, cfg, seed=0,
-                      on_step=on_step)
+                      on_step=timer)
     try:
         trainer.fit()
     except Stop:
@@ -130,7 +114,7 @@ def throughput(model: str, data, batch: int, steps: int, warmup: int, workers: i
     finally:
         if isinstance(data, StreamingData):
             data.close()
-    return steps * batch / (marks[last] - marks[first])
+    return steps * batch / timer.seconds
 
 
 def main(argv: list[str] | None = None) -> None:
