@@ -479,6 +479,19 @@ def test_class_accuracy_counts_samples_classified_as_their_class() -> None:
                                                                           labels=wanted)
 
 
+def count_extractions(monkeypatch) -> list[int]:
+    """From now on, the size of every image set LeNetMNIST extracts features of, in order."""
+    calls: list[int] = []
+    original = LeNetMNIST.extract
+
+    def counting(self, images, device, batch_size):
+        calls.append(len(images))
+        return original(self, images, device, batch_size)
+
+    monkeypatch.setattr(LeNetMNIST, "extract", counting)
+    return calls
+
+
 def test_labels_reach_the_metrics_that_need_them_and_their_floors(monkeypatch) -> None:
     """metric_values passes labels= (and real_labels=) only to metrics that need labels, and
     shares image features: c2st, fid and class-accuracy extract each image set once. The floor
@@ -492,14 +505,7 @@ def test_labels_reach_the_metrics_that_need_them_and_their_floors(monkeypatch) -
     ds = diffctl.create("dataset", "digits")
     gen, real = ds.reference(60, 1), ds.reference(60, 2)
     labels = ds.reference_labels(60, 1)
-    calls: list[int] = []
-    original = LeNetMNIST.extract
-
-    def counting(self, images, device, batch_size):
-        calls.append(len(images))
-        return original(self, images, device, batch_size)
-
-    monkeypatch.setattr(LeNetMNIST, "extract", counting)
+    calls = count_extractions(monkeypatch)
     options = {"fid": {**LENET, "cache": False}, "c2st": LENET}
     values = metric_values(reg, ["c2st", "fid", "class-accuracy", "mmd-rbf"], gen, real, options,
                            labels=labels, real_labels=ds.reference_labels(60, 2))
@@ -586,14 +592,7 @@ def test_cache_hit_skips_reference_features(tmp_path, monkeypatch) -> None:
     first = metric(gen, real)["fid"]
     entry = Path(metric.metadata["reference_path"])
     mtime = entry.stat().st_mtime_ns
-    calls: list[int] = []
-    original = LeNetMNIST.extract
-
-    def counting(self, images, device, batch_size):
-        calls.append(len(images))
-        return original(self, images, device, batch_size)
-
-    monkeypatch.setattr(LeNetMNIST, "extract", counting)
+    calls = count_extractions(monkeypatch)
     fresh = FID(FIDConfig(**LENET, cache_dir=str(tmp_path / "c")))
     assert fresh(gen, real)["fid"] == first
     assert fresh.metadata["reference"] == "cache"
@@ -611,14 +610,7 @@ def test_an_evaluation_extracts_each_image_set_once(monkeypatch) -> None:
     from diffctl.runs.evaluation import metric_values
 
     gen, real = smooth_images(60, 21), smooth_images(60, 22)
-    calls: list[int] = []
-    original = LeNetMNIST.extract
-
-    def counting(self, images, device, batch_size):
-        calls.append(len(images))
-        return original(self, images, device, batch_size)
-
-    monkeypatch.setattr(LeNetMNIST, "extract", counting)
+    calls = count_extractions(monkeypatch)
     options = {m: {**LENET, "cache": False} for m in ("fid", "kid", "prc")}
     options["kid"] |= {"subsets": 5, "subset_size": 30}
     options["isc"] = dict(LENET)
