@@ -60,6 +60,15 @@ def test_a_recipes_sampler_options_only_go_with_their_sampler() -> None:
     assert compose(overrides=["sampler.eta=0.5"]).sampler.options()["eta"] == 0.5
 
 
+def test_a_recipes_schedule_applies_unless_the_user_names_another() -> None:
+    assert compose().scheduler.name == "cosine"  # the residual MLP's two-moons recipe
+    assert compose(dataset="gmm-ring").scheduler.name == "linear"  # its points recipe: none
+    assert compose(denoiser="dit").scheduler.name == "linear"
+    for config in (compose(scheduler="linear"), compose(overrides=["scheduler.name=linear"])):
+        assert config.scheduler.name == "linear"
+    assert compose(overrides=["scheduler.s=0.01"]).scheduler.options()["s"] == 0.01
+
+
 def test_a_config_file_gets_no_recipe() -> None:
     config = compose({"dataset": {"name": "two-moons"}, "denoiser": {"name": "residual-mlp"}})
     assert config.denoiser.options()["hidden"] == 512  # the field default, no recipe

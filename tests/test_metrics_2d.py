@@ -19,7 +19,7 @@ from sklearn.datasets import make_moons
 import diffctl
 from diffctl import protocols
 from diffctl.errors import ConfigError
-from diffctl.evaluation.floor import metric_floor
+from diffctl.evaluation.floor import ZERO_CENTRED_DRAWS, metric_floor, zero_centred_p95
 from diffctl_metrics._common import subsample_indices
 from diffctl_metrics.c2st import default_neighbors, fold_indices
 from diffctl_metrics.mmd import halving_bandwidths, kernel_scales, median_heuristic, mmd2_rbf
@@ -445,6 +445,23 @@ def test_metric_floor_mean_p95_and_independent_draws() -> None:
     other = metric_floor(metric, reference, 200, draws=5, seed=1)
     assert len(set(seen)) == 20  # another seed: no sample shared with the first
     assert set(other["mmd-linear"]["values"]).isdisjoint(values)
+
+
+
+def test_zero_centred_floor_has_more_draws_and_a_normal_p95() -> None:
+    """A zero-centred estimator's p95 is mean + 1.645 sd over at least 20 draws (the order
+    statistic of a few draws sits far below the null's p95; it is kept as p95_empirical)."""
+    metric = diffctl.create("metric", "mmd-rbf")
+    floor = metric_floor(metric, gaussian, 200, draws=5, seed=0, zero_centred=("mmd-rbf",))
+    mmd = floor["mmd-rbf"]
+    values = np.asarray(mmd["values"])
+    assert len(values) == ZERO_CENTRED_DRAWS and mmd["zero_centred"] is True
+    assert mmd["p95"] == pytest.approx(values.mean() + 1.6448536 * values.std(ddof=1))
+    assert mmd["p95_empirical"] == pytest.approx(np.percentile(values, 95))
+    # the other keys of the same metric keep the plain summary
+    assert "zero_centred" not in floor["mmd_bandwidth"]
+    assert len(floor["mmd_bandwidth"]["values"]) == ZERO_CENTRED_DRAWS
+    assert zero_centred_p95([0.5]) == 0.5
 
 
 # -- registry ----------------------------------------------------------------------------------

@@ -24,6 +24,15 @@ _POINTS_RECIPE = {
     "sampler": {"name": "ddim", "eta": 1.0},
     "sample": {"num_steps": 200},
 }
+#: two-moons (the default run): the cosine schedule (Nichol & Dhariwal 2021) spends more of
+#: the T steps at low noise, where the moons' width of 0.1 is resolved; with it and twice the
+#: learning rate, the same 100 epochs land closer to the data (c2st) than under the linear
+#: schedule (README, "Targets").
+_MOONS_RECIPE = {
+    **_POINTS_RECIPE,
+    "scheduler": {"name": "cosine"},
+    "train": {**_POINTS_RECIPE["train"], "epochs": 100, "lr": 0.004},
+}
 
 
 #: CPU-sized runs on the bundled 16x16 digits (``diffctl run --denoiser X``): a few minutes on
@@ -52,7 +61,8 @@ def register_components(registry) -> None:
     add("denoiser", "residual-mlp", factory="diffctl_models.residual_mlp:ResidualMLPDenoiser",
         config=ResidualMLPConfig,
         summary="Residual MLP with BatchNorm and per-block time embedding: 5 blocks of 512.",
-        data=("points",), default=True, recipe={"points": _POINTS_RECIPE},
+        data=("points",), default=True,
+        recipe={"points": _POINTS_RECIPE, "two-moons": _MOONS_RECIPE},
         size_field="size_factor")
     add("denoiser", "unet-mini", factory="diffctl_models.unet:UNet", config=UNetConfig,
         summary="DDPM-style UNet without attention: 3 levels of 64/128/128 channels, GroupNorm.",

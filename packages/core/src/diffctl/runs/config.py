@@ -54,7 +54,8 @@ class EvalConfig(ComponentConfig):
                                description="Metrics for the final evaluation (sample metrics "
                                "and model metrics such as test-loss).")
     floor_draws: int = Field(5, ge=0, description="Real-vs-real draws for each sample "
-                             "metric's floor: 0 (no floors) or at least 5.")
+                             "metric's floor: 0 (no floors) or at least 5 (at least 20 "
+                             "for zero-centred estimators such as mmd-rbf and kid).")
     during_training: list[str] = Field(default_factory=list,
                                        description="Metrics at each checkpoint (test-loss is "
                                        "always computed).")
@@ -114,7 +115,7 @@ class RunConfig(ComponentConfig):
 
 
 COMPONENT_SECTIONS = ("dataset", "denoiser", "scheduler", "sampler")
-RECIPE_SECTIONS = ("denoiser", "train", "sample", "sampler", "eval")
+RECIPE_SECTIONS = ("scheduler", "denoiser", "train", "sample", "sampler", "eval")
 
 
 def default_config_data() -> dict[str, Any]:
@@ -197,8 +198,9 @@ def compose(data: dict[str, Any] | None = None, *, registry=None, dataset: str |
 def with_recipes(data: dict[str, Any], registry, *, sampler: bool = False) -> dict[str, Any]:
     """Fill the dataset and denoiser a config leaves open and apply their declared recipes
     under the config's own values: every section but ``sampler``, or with ``sampler`` only
-    that one, and only when the config's sampler is the one the recipe names (its options
-    were tuned for it; ``compose`` applies it after ``--set``, which may change the sampler)."""
+    that one. A ``sampler`` or ``scheduler`` section applies only when the config names no
+    such component or the one the recipe names (its options were tuned for it; ``compose``
+    applies the sampler's after ``--set``, which may change the sampler)."""
     data = dict(data)
     for section in ("dataset", "denoiser"):
         if data.get(section) is not None and not isinstance(data[section], dict):
@@ -228,8 +230,9 @@ def with_recipes(data: dict[str, Any], registry, *, sampler: bool = False) -> di
                               f"{', '.join(RECIPE_SECTIONS)}")
         if (section == "sampler") != sampler:
             continue
-        if sampler and (data.get("sampler") or {}).get("name", values.get("name")) \
-                != values.get("name"):
+        # a sampler or schedule section applies only to the component it names
+        if section in ("sampler", "scheduler") and (data.get(section) or {}).get(
+                "name", values.get("name")) != values.get("name"):
             continue
         data[section] = _deep_merge(values, data.get(section) or {})
     return data

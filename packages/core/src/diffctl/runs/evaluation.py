@@ -165,16 +165,21 @@ def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[
                   on_features: Progress = None) -> dict[str, dict[str, Any]]:
     """Real-vs-real floors (mean, p95, values) of the sample metrics among ``names`` at sample
     size ``n``, drawn from the ``floors`` stream of run seed ``seed``; model and paired
-    metrics have none. A zero-centred estimator's floor is marked so: "within k x of the
-    floor" means below k x p95 there. A metric that needs labels gets a real labelled draw
-    as its generated side (with the draw's labels as ``labels``). ``on_progress(done,
-    total)`` after each draw, counted over all the metrics' draws; ``on_features`` as in
-    :func:`metric_values`."""
+    metrics have none. A zero-centred estimator's floor is marked so ("within k x of the
+    floor" means below k x p95 there) and has at least ``ZERO_CENTRED_DRAWS`` draws with a
+    normal-quantile p95 (:mod:`diffctl.evaluation.floor`). A metric that needs labels gets
+    a real labelled draw as its generated side (with the draw's labels as ``labels``).
+    ``on_progress(done, total)`` after each draw, counted over all the metrics' draws;
+    ``on_features`` as in :func:`metric_values`."""
     from diffctl.evaluation.floor import metric_floor
 
     floors: dict[str, dict[str, Any]] = {}
+    from diffctl.evaluation.floor import ZERO_CENTRED_DRAWS
+
     sample_metrics = [m for m in names if registry.metric_info(m).input == "samples"]
-    total = draws * len(sample_metrics)
+    counts = [max(draws, ZERO_CENTRED_DRAWS) if registry.metric_info(m).zero_centred else draws
+              for m in sample_metrics]
+    total, starts = sum(counts), [sum(counts[:i]) for i in range(len(counts))]
     for i, name in enumerate(sample_metrics):
         info = registry.metric_info(name)
         metric = with_progress(registry.create("metric", name, options.get(name)),
@@ -184,11 +189,11 @@ def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[
         else:
             reference = dataset.reference
         step = None if on_progress is None else (
-            lambda done, _draws, base=i * draws: on_progress(base + done, total))
+            lambda done, _draws, base=starts[i]: on_progress(base + done, total))
+        # a zero-centred estimator is compared with its p95, read from more draws
         found = metric_floor(metric, reference, n, draws=draws,
-                             seed=stream_seed(seed, "floors"), on_progress=step)
-        if info.zero_centred and name in found:
-            found[name]["zero_centred"] = True  # compare with the p95, not the mean
+                             seed=stream_seed(seed, "floors"), on_progress=step,
+                             zero_centred=(name,) if info.zero_centred else ())
         floors.update(found)
     return floors
 
