@@ -282,13 +282,14 @@ def summarize_floors(values: dict[str, float], floors: dict[str, dict[str, Any]]
 
 def final_evaluation(config: RunConfig, components: Components, model: torch.nn.Module,
                      registry: Registry, directory: RunDirectory, batch_size: int,
-                     on_progress: Progress = None, on_stage: StageProgress = None
-                     ) -> dict[str, Any]:
+                     on_progress: Progress = None, on_stage: StageProgress = None,
+                     floors: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The final evaluation of a trained model: ``sample.num_samples`` samples from the run's
     ``sample`` stream, every metric against a real sample of its ``reference`` stream with its
     floor, test-loss, the reconstruction metrics. Writes samples.npy, real.npy and
     trajectory.npz (10 states from x_T to x_0) into ``directory``; returns the report's
-    ``eval`` section. ``on_stage(stage, done, total)`` follows floors and feature extraction."""
+    ``eval`` section. ``on_stage(stage, done, total)`` follows floors and feature extraction.
+    ``floors``: the floors already computed (:mod:`diffctl.runs.floor_prefetch`)."""
 
     cfg = config.sample
     # for images 10 samples along the 10 states make the 10x10 progression grid
@@ -315,7 +316,9 @@ def final_evaluation(config: RunConfig, components: Components, model: torch.nn.
     k = num_classes(model)
     if k is not None:
         result["labels"] = f"sample i has class i mod {k}"
-    if config.eval.floor_draws:
+    if config.eval.floor_draws and floors is not None:
+        result["floors"] = floors
+    elif config.eval.floor_draws:
         result["floors"] = metric_floors(registry, names, options, components.dataset,
                                          cfg.num_samples, config.eval.floor_draws, config.seed,
                                          on_progress=bind_stage(on_stage, "floors"),

@@ -57,6 +57,7 @@ from diffctl.runs.evaluation import (
     reference_labels,
     split_labels,
 )
+from diffctl.runs.floor_prefetch import FloorPrefetch, trains_on_one_thread, worth_prefetching
 from diffctl.runs.loggers import RunLoggers
 from diffctl.runs.resources import check_samples
 from diffctl.runs.results import (
@@ -103,6 +104,7 @@ class Run:
         self._components: Components | None = None  # what the trainer of this process uses
         self._loggers: RunLoggers | None = None
         self._teacher: Teacher | None = None
+        self._floors: FloorPrefetch | None = None  # floors computed while training
 
     @property
     def path(self) -> Path:
@@ -177,7 +179,7 @@ class Run:
         trainer.check_memory()
         if main:
             self.dir.write_config(dump(self.config))
-        return self._fit(trainer, components)
+        return self._fit(trainer, components, prefetch=evaluate_after)
 
     def resume(self, *, epochs: int | None = None, strict: bool = False,
                on_step: Callable[[StepEvent], None] | None = None) -> dict[str, Any]:
@@ -425,13 +427,30 @@ class Run:
         return path.relative_to(self.dir.checkpoints).as_posix() \
             if path.is_relative_to(self.dir.checkpoints) else path.name
 
-    def _fit(self, trainer: Trainer, components: Components) -> dict[str, Any]:
+    def _fit(self, trainer: Trainer, components: Components, prefetch: bool = True
+             ) -> dict[str, Any]:
+        """Train; 2-D data on a CPU train on one thread while a second process computes the
+        final evaluation's floors (:mod:`diffctl.runs.floor_prefetch`)."""
         self._trainer, self._components = trainer, components
+        info = dist_info()
+        one_thread = trains_on_one_thread(components.images, trainer.device, info.enabled)
+        if prefetch and info.is_main and self.registry is get_registry() and worth_prefetching(
+                components.images, trainer.device, info.enabled, self.config.eval.floor_draws):
+            self._floors = FloorPrefetch(self.config.model_dump(mode="json"))
+        threads = torch.get_num_threads()
         if self._loggers is not None:
             self._loggers.open(self.path, trainer.state.step)
         try:
+            if one_thread:
+                torch.set_num_threads(1)
             state = trainer.fit()
+        except BaseException:
+            if self._floors is not None:
+                self._floors.close()
+                self._floors = None
+            raise
         finally:
+            torch.set_num_threads(threads)
             if self._loggers is not None:
                 self._loggers.close()
         if dist_info().is_main:
@@ -475,10 +494,13 @@ class Run:
                 "parameters": sum(p.numel() for p in model.parameters())}
             if self.config.distill is not None:
                 train["distilled_from"] = self.config.distill.model_dump(mode="json")
+        floors = None
+        if self._floors is not None:
+            floors, self._floors = self._floors.result(), None
         report = {"run": str(self.path), "train": train,
                   "eval": final_evaluation(self.config, components, model, self.registry,
                                            self.dir, self._sample_batch(components),
-                                           on_progress, on_stage)}
+                                           on_progress, on_stage, floors=floors)}
         self.dir.write_json(files.REPORT, report)
         self._log_final(report, components)
         return report
