@@ -137,7 +137,7 @@ def teacher_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize(("extra", "message"), [
     ("denoiser.prediction=sample", "predicts epsilon, the student sample"),
-    ("scheduler.name=cosine", "another noise schedule"),
+    ("scheduler.name=sigmoid", "another noise schedule"),
     ("scheduler.num_train_timesteps=500", "T = 1000 training timesteps"),
     ("distill.checkpoint=epoch-0099", "epoch-0099"),
     ("distill.teacher=nowhere", "distill.teacher: not a run directory"),

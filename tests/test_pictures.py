@@ -289,7 +289,8 @@ def test_floors_report_each_draw() -> None:
     floors = metric_floors(get_registry(), ["mmd-rbf", "test-loss", "moons-overall"],
                            config.eval.metric_options, build_dataset(config), 100, 5, 0,
                            on_progress=lambda d, t: seen.append((d, t)))
-    assert seen == [(i, 10) for i in range(1, 11)]  # two sample metrics x 5 draws
+    # mmd-rbf is zero-centred (20 draws), moons-overall is not (5)
+    assert seen == [(i, 25) for i in range(1, 26)]
     assert set(floors) >= {"mmd-rbf", "moons-overall"}
 
 

@@ -317,6 +317,10 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
     if any(not isinstance(data.get(s), dict) or "name" not in data[s]
            for s in ("dataset", "denoiser")):
         data = with_recipes(with_recipes(data, registry), registry, sampler=True)
+    if isinstance(data.get("scheduler"), dict) and "name" not in data["scheduler"]:
+        # options without a name (--set scheduler.num_train_timesteps=500) are the default
+        # schedule's
+        data = {**data, "scheduler": {"name": "linear", **data["scheduler"]}}
     user_options = (data.get("eval") or {}).get("metric_options") or {}
     try:
         config = RunConfig.model_validate(data)
