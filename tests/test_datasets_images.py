@@ -215,6 +215,40 @@ def test_reference_labels_are_those_of_the_reference_images(tmp_path: Path) -> N
     assert ds.reference_labels(15, 1).tolist() != ds.reference_labels(15, 4).tolist()
 
 
+
+def test_a_floors_two_real_samples_share_no_image(tmp_path: Path) -> None:
+    """reference_pair(n, a, b): the first sample is reference(n, a), the second shares no image
+    with it (from the rest of train + test); None when there are fewer than 2n images."""
+    fake_mnist(tmp_path, n_train=12, n_test=5)
+    ds = diffctl.create("dataset", "mnist", root=str(tmp_path))
+
+    def rows(t: torch.Tensor) -> set[bytes]:
+        return {r.numpy().tobytes() for r in t}
+
+    for n, (seed_a, seed_b) in ((4, (3, 9)), (8, (1, 2)), (3, (0, 0))):
+        first, second = ds.reference_pair(n, seed_a, seed_b)
+        assert torch.equal(first, ds.reference(n, seed_a)) and second.shape == first.shape
+        assert len(rows(second)) == n and not rows(first) & rows(second)
+        assert torch.equal(second, ds.reference_pair(n, seed_a, seed_b)[1])  # reproducible
+    assert ds.reference_pair(9, 0, 1) is None  # 17 images: no two disjoint samples of 9
+
+
+def test_the_mmd_floor_of_a_finite_dataset_is_centred() -> None:
+    """Two overlapping draws of the bundled digits put unbiased MMD² below zero nearly every
+    time; two disjoint ones centre it (the floors in runs use reference_pair)."""
+    from diffctl.evaluation.floor import metric_floor
+
+    ds = diffctl.create("dataset", "digits")
+    metric = diffctl.create("metric", "mmd-rbf")
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    mmd = lambda a, b: metric(flat(a), flat(b))  # noqa: E731
+    kw = {"draws": 20, "seed": 0, "zero_centred": ("mmd-rbf",)}
+    overlapping = metric_floor(mmd, ds.reference, 400, **kw)["mmd-rbf"]
+    disjoint = metric_floor(mmd, ds.reference, 400, pair=ds.reference_pair, **kw)["mmd-rbf"]
+    assert overlapping["p95"] < 0  # the defect: every draw shares images
+    spread = np.std(disjoint["values"], ddof=1)
+    assert abs(disjoint["mean"]) < 3 * spread / np.sqrt(20) and disjoint["p95"] > 0
+
 # -- cifar10 ----------------------------------------------------------------------------------
 def test_cifar10_layout_labels_and_limit(tmp_path: Path) -> None:
     batches = fake_cifar(tmp_path)

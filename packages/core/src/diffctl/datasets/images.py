@@ -255,12 +255,39 @@ class ImageDataset:
         images than the dataset has is a :class:`UsageError`: repeated images would make
         metrics and their floors look better than they are.
         """
-        idx = self._reference_indices(n, seed)
+        return self._images_at(self._reference_indices(n, seed))
+
+    def reference_pair(self, n: int, seed_a: int, seed_b: int
+                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Two real samples of ``n`` images that share no image, for a real-vs-real floor:
+        ``reference(n, seed_a)`` and a draw (``seed_b``) from the test + train images it does
+        not hold. None when the dataset has fewer than 2n images.
+
+        Two independent draws from a finite set share images (two draws of 500 of the 1797
+        digits share over a hundred), and a shared image is an exact match that no generator
+        produces: the floor comes out too good. Unbiased MMD² between two overlapping real
+        digit samples was below zero in 19 of 20 draws (mean -2.5e-3, sd 1.1e-3)."""
+        pair = self._pair_indices(n, seed_a, seed_b)
+        return None if pair is None else (self._images_at(pair[0]), self._images_at(pair[1]))
+
+    def _pair_indices(self, n: int, seed_a: int, seed_b: int
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Indices into test + train (test first) of :meth:`reference_pair`."""
+        total = len(self._raw["test"]) + len(self)
+        if 2 * n > total:
+            return None
+        first = self._reference_indices(n, seed_a)
+        rest = np.setdiff1d(np.arange(total), first.numpy())
+        second = numpy_rng(seed_b, _REFERENCE_STREAM).choice(rest, n, replace=False)
+        return first, torch.from_numpy(second)
+
+    def _images_at(self, idx: torch.Tensor) -> torch.Tensor:
+        """Images at indices into test + train (test first), in [-1, 1]."""
         test = self._raw["test"]
         n_test = len(test)
-        if n <= n_test:
+        if bool((idx < n_test).all()):
             return to_unit_range(test[idx])
-        out = torch.empty((n, *self.sample_shape), dtype=torch.float32)
+        out = torch.empty((len(idx), *self.sample_shape), dtype=torch.float32)
         from_test = idx < n_test
         out[from_test] = to_unit_range(test[idx[from_test]])
         out[~from_test] = to_unit_range(self._raw["train"][idx[~from_test] - n_test])

@@ -60,7 +60,9 @@ def floor_seeds(seed: int, draws: int) -> list[tuple[int, int]]:
 def metric_floor(metric: Callable[[Any, Any], dict[str, float]],
                  reference: Callable[[int, int], torch.Tensor], n: int, draws: int = 5,
                  seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
-                 zero_centred: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+                 zero_centred: Collection[str] = (),
+                 pair: Callable[[int, int, int], tuple[Any, Any] | None] | None = None
+                 ) -> dict[str, dict[str, Any]]:
     """The real-vs-real floor of ``metric`` at sample size ``n``.
 
     Draw ``i`` evaluates ``metric(reference(n, s_a), reference(n, s_b))`` with the two seeds of
@@ -69,7 +71,10 @@ def metric_floor(metric: Callable[[Any, Any], dict[str, float]],
     with ``p95`` numpy's (linearly interpolated) 95th percentile over the draws. The keys in
     ``zero_centred`` get at least :data:`ZERO_CENTRED_DRAWS` draws, ``p95`` from
     :func:`zero_centred_p95`, the empirical one as ``p95_empirical`` and ``zero_centred:
-    True``. ``on_progress(done, draws)`` is called after each draw.
+    True``. ``pair(n, s_a, s_b)``, when given, returns the two samples of a draw instead (two
+    that share no point, for a finite dataset: ``reference_pair`` of the image datasets), or
+    None to fall back on two ``reference`` calls. ``on_progress(done, draws)`` is called after
+    each draw.
     """
     if draws < 1:
         raise ValueError("draws must be at least 1")
@@ -77,7 +82,10 @@ def metric_floor(metric: Callable[[Any, Any], dict[str, float]],
         draws = max(draws, ZERO_CENTRED_DRAWS)
     values: dict[str, list[float]] = {}
     for i, (seed_a, seed_b) in enumerate(floor_seeds(seed, draws)):
-        result = metric(reference(n, seed_a), reference(n, seed_b))
+        both = pair(n, seed_a, seed_b) if pair is not None else None
+        if both is None:
+            both = reference(n, seed_a), reference(n, seed_b)
+        result = metric(*both)
         for key, value in result.items():
             values.setdefault(key, []).append(float(value))
         if on_progress is not None:

@@ -184,16 +184,18 @@ def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[
         info = registry.metric_info(name)
         metric = with_progress(registry.create("metric", name, options.get(name)),
                                on_features)
+        pair = None
         if "labels" in info.needs:
             metric, reference = _labelled_floor(name, metric, dataset)
         else:
-            reference = dataset.reference
+            # a finite dataset gives two samples that share no image
+            reference, pair = dataset.reference, getattr(dataset, "reference_pair", None)
         step = None if on_progress is None else (
             lambda done, _draws, base=starts[i]: on_progress(base + done, total))
         # a zero-centred estimator is compared with its p95, read from more draws
         found = metric_floor(metric, reference, n, draws=draws,
                              seed=stream_seed(seed, "floors"), on_progress=step,
-                             zero_centred=(name,) if info.zero_centred else ())
+                             zero_centred=(name,) if info.zero_centred else (), pair=pair)
         floors.update(found)
     return floors
 
