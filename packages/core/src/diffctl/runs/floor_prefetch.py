@@ -15,6 +15,7 @@ finished. If the floor process fails, the final evaluation computes the floors i
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -55,6 +56,8 @@ class FloorPrefetch:
             [sys.executable, "-m", "diffctl.runs.floor_prefetch", str(self._folder)],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
+        # floors nobody collects (a resume that only trains, an error) end with the caller
+        atexit.register(self.close)
 
     def result(self, timeout: float | None = None) -> dict[str, dict[str, Any]] | None:
         """The floors, waiting for them if need be; None when the process failed."""
@@ -73,6 +76,7 @@ class FloorPrefetch:
             self._process.kill()
             self._process.wait()
         shutil.rmtree(self._folder, ignore_errors=True)
+        atexit.unregister(self.close)
 
 
 def _compute(folder: Path) -> None:
