@@ -171,11 +171,9 @@ def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[
     a real labelled draw as its generated side (with the draw's labels as ``labels``).
     ``on_progress(done, total)`` after each draw, counted over all the metrics' draws;
     ``on_features`` as in :func:`metric_values`."""
-    from diffctl.evaluation.floor import metric_floor
+    from diffctl.evaluation.floor import ZERO_CENTRED_DRAWS, metric_floor
 
     floors: dict[str, dict[str, Any]] = {}
-    from diffctl.evaluation.floor import ZERO_CENTRED_DRAWS
-
     sample_metrics = [m for m in names if registry.metric_info(m).input == "samples"]
     counts = [max(draws, ZERO_CENTRED_DRAWS) if registry.metric_info(m).zero_centred else draws
               for m in sample_metrics]
@@ -198,6 +196,25 @@ def metric_floors(registry: Registry, names: list[str], options: dict[str, dict[
                              zero_centred=(name,) if info.zero_centred else (), pair=pair)
         floors.update(found)
     return floors
+
+
+def final_metric_names(config: RunConfig) -> list[str]:
+    """The metrics of a run's final evaluation: ``eval.metrics`` and test-loss."""
+    return list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
+
+
+def final_floors(config: RunConfig, registry: Registry, dataset: Any,
+                 device: torch.device | str, on_stage: StageProgress = None
+                 ) -> dict[str, dict[str, Any]]:
+    """The floors of a run's final evaluation: its metrics at ``sample.num_samples`` with
+    ``eval.floor_draws`` draws from run seed ``config.seed``. The one definition the final
+    evaluation and the floor process of :mod:`diffctl.runs.floor_prefetch` share, so a
+    prefetched floor is the floor the evaluation would have computed."""
+    return metric_floors(registry, final_metric_names(config),
+                         metric_options_on(config, registry, device), dataset,
+                         config.sample.num_samples, config.eval.floor_draws, config.seed,
+                         on_progress=bind_stage(on_stage, "floors"),
+                         on_features=bind_stage(on_stage, "features"))
 
 
 def _labelled_floor(name: str, metric: Any, dataset: Any) -> tuple[Any, Any]:
@@ -306,7 +323,7 @@ def final_evaluation(config: RunConfig, components: Components, model: torch.nn.
     real = components.dataset.reference(cfg.num_samples, ref_seed)
     options = metric_options_on(config, registry, next(model.parameters()).device)
     # the model used for sampling also gets the final held-out loss
-    names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
+    names = final_metric_names(config)
     metadata: dict[str, Any] = {}
     values = metric_values(registry, names, samples, real, options,
                            heldout_inputs(config, components, model), metadata,
@@ -321,10 +338,8 @@ def final_evaluation(config: RunConfig, components: Components, model: torch.nn.
     if config.eval.floor_draws and floors is not None:
         result["floors"] = floors
     elif config.eval.floor_draws:
-        result["floors"] = metric_floors(registry, names, options, components.dataset,
-                                         cfg.num_samples, config.eval.floor_draws, config.seed,
-                                         on_progress=bind_stage(on_stage, "floors"),
-                                         on_features=bind_stage(on_stage, "features"))
+        result["floors"] = final_floors(config, registry, components.dataset,
+                                        next(model.parameters()).device, on_stage)
     if config.eval.reconstruction_metrics:
         result["reconstruction"] = reconstruction_values(config, components, model, registry)
     np.save(directory.file(files.SAMPLES), samples.numpy())

@@ -85,16 +85,12 @@ def _compute(folder: Path) -> None:
     from diffctl.registry import get_registry
     from diffctl.runs.components import build_dataset
     from diffctl.runs.config import resolve
-    from diffctl.runs.evaluation import metric_floors, metric_options_on
+    from diffctl.runs.evaluation import final_floors
 
     torch.set_num_threads(1)
     registry = get_registry()
     config = resolve(json.loads((folder / "config.json").read_text()), registry)
-    dataset = build_dataset(config, registry)
-    names = list(dict.fromkeys([*config.eval.metrics, "test-loss"]))
-    options = metric_options_on(config, registry, torch.device("cpu"))
-    floors = metric_floors(registry, names, options, dataset, config.sample.num_samples,
-                           config.eval.floor_draws, config.seed)
+    floors = final_floors(config, registry, build_dataset(config, registry), "cpu")
     partial = folder / "floors.json.partial"
     partial.write_text(json.dumps(floors))
     partial.replace(folder / "floors.json")
