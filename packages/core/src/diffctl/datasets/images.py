@@ -285,10 +285,10 @@ class ImageDataset:
         """Images at indices into test + train (test first), in [-1, 1]."""
         test = self._raw["test"]
         n_test = len(test)
-        if bool((idx < n_test).all()):
+        from_test = idx < n_test
+        if bool(from_test.all()):
             return to_unit_range(test[idx])
         out = torch.empty((len(idx), *self.sample_shape), dtype=torch.float32)
-        from_test = idx < n_test
         out[from_test] = to_unit_range(test[idx[from_test]])
         out[~from_test] = to_unit_range(self._raw["train"][idx[~from_test] - n_test])
         return out

@@ -98,6 +98,11 @@ class DistillConfig(ComponentConfig):
                           "teacher alone, 0: the data alone).")
 
 
+#: the schedule of a run config that names none (also of a scheduler section with options
+#: but no name)
+DEFAULT_SCHEDULER = "linear"
+
+
 class RunConfig(ComponentConfig):
     name: str | None = Field(None, description="Run name (default: dataset-denoiser-time).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="The run's seed: every random "
@@ -105,7 +110,8 @@ class RunConfig(ComponentConfig):
                       "(diffctl.seeds).")
     dataset: ComponentChoice
     denoiser: ComponentChoice
-    scheduler: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="linear"))
+    scheduler: ComponentChoice = Field(
+        default_factory=lambda: ComponentChoice(name=DEFAULT_SCHEDULER))
     sampler: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="ddim"))
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
@@ -320,7 +326,7 @@ def resolve(data: dict[str, Any], registry=None) -> RunConfig:
     if isinstance(data.get("scheduler"), dict) and "name" not in data["scheduler"]:
         # options without a name (--set scheduler.num_train_timesteps=500) are the default
         # schedule's
-        data = {**data, "scheduler": {"name": "linear", **data["scheduler"]}}
+        data = {**data, "scheduler": {"name": DEFAULT_SCHEDULER, **data["scheduler"]}}
     user_options = (data.get("eval") or {}).get("metric_options") or {}
     try:
         config = RunConfig.model_validate(data)
