@@ -215,7 +215,6 @@ def test_reference_labels_are_those_of_the_reference_images(tmp_path: Path) -> N
     assert ds.reference_labels(15, 1).tolist() != ds.reference_labels(15, 4).tolist()
 
 
-
 def test_a_floors_two_real_samples_share_no_image(tmp_path: Path) -> None:
     """reference_pair(n, a, b): the first sample is reference(n, a), the second shares no image
     with it (from the rest of train + test); None when there are fewer than 2n images."""
@@ -248,6 +247,7 @@ def test_the_mmd_floor_of_a_finite_dataset_is_centred() -> None:
     assert overlapping["p95"] < 0  # the defect: every draw shares images
     spread = np.std(disjoint["values"], ddof=1)
     assert abs(disjoint["mean"]) < 3 * spread / np.sqrt(20) and disjoint["p95"] > 0
+
 
 # -- cifar10 ----------------------------------------------------------------------------------
 def test_cifar10_layout_labels_and_limit(tmp_path: Path) -> None:
