@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -462,6 +463,28 @@ def test_zero_centred_floor_has_more_draws_and_a_normal_p95() -> None:
     assert "zero_centred" not in floor["mmd_bandwidth"]
     assert len(floor["mmd_bandwidth"]["values"]) == ZERO_CENTRED_DRAWS
     assert zero_centred_p95([0.5]) == 0.5
+
+
+def test_floor_exceedance_script_reads_a_real_sample_as_a_run_would(tmp_path) -> None:
+    """scripts/floor_exceedance.py divides a real stand-in's MMD by the run's own floor p95:
+    each printed ratio is its value over its p95, the summary counts those above k, and a
+    metric read at its mean (not zero-centred) is refused."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "floor_exceedance.py"
+    run = [sys.executable, str(script), "--set", "sample.num_samples=300"]
+    proc = subprocess.run([*run, "--runs", "2", "--k", "0.5"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    rows = [line.split() for line in lines if line.startswith("seed")]
+    assert [int(r[1]) for r in rows] == [0, 1]
+    ratios = [float(r[-1]) for r in rows]
+    for r, ratio in zip(rows, ratios, strict=True):
+        assert ratio == pytest.approx(float(r[3]) / float(r[6]), abs=0.011)
+    above = sum(r > 0.5 for r in ratios)
+    assert f"exceeds 0.5 x p95 in {above} of 2 run seeds" in lines[-1]
+    refused = subprocess.run([*run, "--runs", "1", "--metric", "wasserstein"],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert refused.returncode == 2 and "not zero-centred" in refused.stderr
 
 
 # -- registry ----------------------------------------------------------------------------------
