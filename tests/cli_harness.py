@@ -21,8 +21,9 @@ from diffctl_cli.app import main
 #: checkpoint each, every step logged, 50 samples in 4 steps scored by MMD (plus test-loss),
 #: no floors.
 TINY = ("dataset.n=600", "denoiser.name=mlp", "denoiser.hidden=16", "train.epochs=2",
-        "train.checkpoint_every=1", "train.log_every=1", "sample.num_samples=50",
-        "sample.num_steps=4", "eval.metrics=[mmd-rbf, test-loss]", "eval.floor_draws=0")
+        "train.batch_size=512", "train.checkpoint_every=1", "train.log_every=1",
+        "sample.num_samples=50", "sample.num_steps=4", "eval.metrics=[mmd-rbf, test-loss]",
+        "eval.floor_draws=0")
 
 
 def tiny_sets(*extra: str) -> list[str]:

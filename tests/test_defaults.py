@@ -60,6 +60,19 @@ def test_a_recipes_sampler_options_only_go_with_their_sampler() -> None:
     assert compose(overrides=["sampler.eta=0.5"]).sampler.options()["eta"] == 0.5
 
 
+def test_a_recipes_grid_goes_with_any_sampler() -> None:
+    """The two-moons recipe's leading grid (the cosine schedule's first trailing step is
+    ill-conditioned, docs/design.md) applies whatever the sampler; its eta only to ddim; a
+    --set spacing wins; a dataset without that recipe keeps the default grid."""
+    assert compose().sampler.options()["spacing"] == "leading"
+    for config in (compose(sampler="dpmpp-2m"), compose(overrides=["sampler.name=heun"])):
+        options = config.sampler.options()
+        assert options["spacing"] == "leading" and "eta" not in options, config.sampler.name
+    mine = compose(sampler="heun", overrides=["sampler.spacing=trailing"])
+    assert mine.sampler.options()["spacing"] == "trailing"
+    assert compose(dataset="gmm-ring", sampler="heun").sampler.options()["spacing"] == "trailing"
+
+
 def test_a_recipes_schedule_applies_unless_the_user_names_another() -> None:
     assert compose().scheduler.name == "cosine"  # the residual MLP's two-moons recipe
     assert compose(dataset="gmm-ring").scheduler.name == "linear"  # its points recipe: none

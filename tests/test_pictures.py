@@ -92,6 +92,22 @@ def test_every_sampler_starts_from_the_same_x_T(points_run: Path) -> None:
     assert len(result.floor["values"]) == 5 and result.real.shape == (120, 2)
 
 
+def test_another_sampler_keeps_the_runs_grid_and_clamp(tmp_path) -> None:
+    """The run's grid and x0 clamp (SAMPLER_SHARED_FIELDS) go with its model to another
+    sampler: drawing with dpmpp-2m uses the run's leading grid and clamp, not dpmpp-2m's
+    defaults; an explicit option still wins."""
+    run = Run.create(compose(overrides=[*POINTS, "sampler.spacing=leading",
+                                        "sampler.clip_denoised=0.5"]), tmp_path / "r")
+    run.train()
+    draw = {"sampler": "dpmpp-2m", "steps": 4, "num_samples": 50, "seed": 1, "metrics": False,
+            "save": False}
+    plain = run.sample(**draw).samples
+    same = {"spacing": "leading", "clip_denoised": 0.5}
+    assert torch.equal(plain, run.sample(**draw, sampler_options=same).samples)
+    for other in ({"spacing": "trailing"}, {"clip_denoised": 10.0}):
+        assert not torch.equal(plain, run.sample(**draw, sampler_options=other).samples), other
+
+
 def test_sampler_lists() -> None:
     from diffctl.runs.sampler_comparison import SamplerSpec, default_specs, parse_specs
 

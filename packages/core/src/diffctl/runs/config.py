@@ -122,6 +122,12 @@ class RunConfig(ComponentConfig):
 
 COMPONENT_SECTIONS = ("dataset", "denoiser", "scheduler", "sampler")
 RECIPE_SECTIONS = ("scheduler", "denoiser", "train", "sample", "sampler", "eval")
+#: Sampler fields that belong to the schedule, the data and the model rather than to the
+#: solver: where the time grid starts and ends, how x0 estimates are clamped, the guidance
+#: scale. A recipe's sampler section sets them for whichever sampler a run uses, and a run's
+#: values go with its model to any other sampler (sample, compare, export); a sampler's other
+#: options were tuned for that solver and stay with it.
+SAMPLER_SHARED_FIELDS = ("spacing", "final_alpha_one", "clip_denoised", "guidance_scale")
 
 
 def default_config_data() -> dict[str, Any]:
@@ -206,7 +212,8 @@ def with_recipes(data: dict[str, Any], registry, *, sampler: bool = False) -> di
     under the config's own values: every section but ``sampler``, or with ``sampler`` only
     that one. A ``sampler`` or ``scheduler`` section applies only when the config names no
     such component or the one the recipe names (its options were tuned for it; ``compose``
-    applies the sampler's after ``--set``, which may change the sampler)."""
+    applies the sampler's after ``--set``, which may change the sampler); of a sampler
+    section for another sampler, the :data:`SAMPLER_SHARED_FIELDS` still apply."""
     data = dict(data)
     for section in ("dataset", "denoiser"):
         if data.get(section) is not None and not isinstance(data[section], dict):
@@ -236,12 +243,30 @@ def with_recipes(data: dict[str, Any], registry, *, sampler: bool = False) -> di
                               f"{', '.join(RECIPE_SECTIONS)}")
         if (section == "sampler") != sampler:
             continue
-        # a sampler or schedule section applies only to the component it names
+        # a sampler or schedule section applies only to the component it names, except the
+        # sampler's time grid and x0 clamp, which belong to the schedule and the data
         if section in ("sampler", "scheduler") and (data.get(section) or {}).get(
                 "name", values.get("name")) != values.get("name"):
-            continue
+            if section == "scheduler":
+                continue
+            values = shared_sampler_fields(values, data["sampler"]["name"], registry)
         data[section] = _deep_merge(values, data.get(section) or {})
     return data
+
+
+def shared_sampler_fields(options: dict[str, Any], sampler: str, registry) -> dict[str, Any]:
+    """The :data:`SAMPLER_SHARED_FIELDS` among ``options`` that sampler ``sampler`` has."""
+    fields = registry.get("sampler", sampler).config.model_fields
+    return {k: v for k, v in options.items() if k in SAMPLER_SHARED_FIELDS and k in fields}
+
+
+def sampler_options_for(config: RunConfig, sampler: str, registry) -> dict[str, Any]:
+    """The options a run gives ``sampler``: all its own sampler's when it is that sampler, else
+    the shared fields (:data:`SAMPLER_SHARED_FIELDS`) of the run's sampler."""
+    options = config.sampler.options()
+    if sampler == config.sampler.name:
+        return options
+    return shared_sampler_fields(options, sampler, registry)
 
 
 def parse_value(text: str) -> Any:

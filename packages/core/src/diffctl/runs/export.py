@@ -28,7 +28,7 @@ import torch
 from diffctl.errors import StorageError, UsageError
 from diffctl.registry import Registry, get_registry
 from diffctl.runs.components import Components, build_sampler, fit_denoiser_to_data, num_classes
-from diffctl.runs.config import RunConfig, dump, resolve
+from diffctl.runs.config import RunConfig, dump, resolve, sampler_options_for
 from diffctl.runs.sampling import default_batch_size, generate
 from diffctl.seeds import stream_seed
 
@@ -142,8 +142,7 @@ class ExportedModel:
             raise UsageError(f"--label needs a class-conditional model and a label in "
                              f"[0, {k or 0}); got {label}")
         name = sampler or cfg.sampler.name
-        options = {**(cfg.sampler.options() if name == cfg.sampler.name else {}),
-                   **(sampler_options or {})}
+        options = {**sampler_options_for(cfg, name, registry), **(sampler_options or {})}
         sampler_obj = build_sampler(name, options, self.model, registry)
         labels = torch.full((num_samples,), label, dtype=torch.long) \
             if label is not None else None

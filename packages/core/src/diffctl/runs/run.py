@@ -42,6 +42,7 @@ from diffctl.runs.config import (
     config_fingerprints,
     dump,
     resolve,
+    sampler_options_for,
 )
 from diffctl.runs.directory import RunDirectory, check_output_dir, default_run_dir
 from diffctl.runs.evaluation import (
@@ -587,10 +588,10 @@ class Run:
 
     def _sampler_for(self, model: torch.nn.Module, name: str | None,
                      options: dict[str, Any] | None, guidance_scale: float | None) -> tuple:
-        """The sampler of a sample/inpaint call: the run's, or ``name`` with the run's options
-        when it is the run's own sampler, else its own defaults; then ``options``."""
+        """The sampler of a sample/inpaint call: the run's, or ``name`` with the options the
+        run gives it (:func:`~diffctl.runs.config.sampler_options_for`); then ``options``."""
         name = name or self.config.sampler.name
-        base = self.config.sampler.options() if name == self.config.sampler.name else {}
+        base = sampler_options_for(self.config, name, self.registry)
         merged = {**base, **(options or {})}
         if guidance_scale is not None:
             merged["guidance_scale"] = guidance_scale

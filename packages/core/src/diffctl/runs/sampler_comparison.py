@@ -25,10 +25,7 @@ from typing import Any
 import torch
 
 from diffctl.errors import UsageError
-
-#: Sampler config fields that lay out the grid or shape every step, taken from the run's
-#: sampler into every sampler of a comparison (when that sampler's config has them).
-SHARED_FIELDS = ("spacing", "final_alpha_one", "clip_denoised", "guidance_scale")
+from diffctl.runs.config import shared_sampler_fields
 
 
 @dataclass(frozen=True)
@@ -219,9 +216,9 @@ def compare_samplers(run: Any, samplers: str | list[SamplerSpec] | None = None, 
     run_options = cfg.sampler.options()
     built = []
     for spec in specs:
-        fields = registry.get("sampler", spec.name).config.model_fields
-        options = {k: run_options[k] for k in SHARED_FIELDS
-                   if k in run_options and k in fields} | dict(spec.options)
+        # the run's grid, clamp and guidance, not its sampler's own options (even for a row of
+        # the run's sampler: each row is the sampler's defaults plus what the row sets)
+        options = shared_sampler_fields(run_options, spec.name, registry) | dict(spec.options)
         built.append((spec, build_sampler(spec.name, options, model, registry)))
     batch = run._sample_batch(components)
     per_step = -(-n // batch)  # progress: sampler steps summed over batches and rows
