@@ -73,6 +73,16 @@ def test_a_recipes_grid_goes_with_any_sampler() -> None:
     assert compose(dataset="gmm-ring", sampler="heun").sampler.options()["spacing"] == "trailing"
 
 
+@pytest.mark.parametrize("override", ["sampler.name=5", "sampler.name=[a, b]", "sampler=5",
+                                      "sampler.name=null", "scheduler.name=7",
+                                      "dataset.name=[1]", "denoiser=3"])
+def test_a_malformed_component_section_is_a_config_error(override: str) -> None:
+    """A component section that is not a mapping, or names no component by a string, is a
+    one-line config error before any recipe is looked up (not a TypeError)."""
+    with pytest.raises(ConfigError):
+        compose(overrides=[override])
+
+
 def test_a_recipes_schedule_applies_unless_the_user_names_another() -> None:
     assert compose().scheduler.name == "cosine"  # the residual MLP's two-moons recipe
     assert compose(dataset="gmm-ring").scheduler.name == "linear"  # its points recipe: none

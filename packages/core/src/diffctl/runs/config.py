@@ -215,9 +215,15 @@ def with_recipes(data: dict[str, Any], registry, *, sampler: bool = False) -> di
     applies the sampler's after ``--set``, which may change the sampler); of a sampler
     section for another sampler, the :data:`SAMPLER_SHARED_FIELDS` still apply."""
     data = dict(data)
-    for section in ("dataset", "denoiser"):
-        if data.get(section) is not None and not isinstance(data[section], dict):
+    for section in ("dataset", "denoiser", "scheduler", "sampler"):
+        if data.get(section) is None:
+            continue
+        if not isinstance(data[section], dict):
             raise ConfigError(f"invalid run config: {section} must be a mapping with a name")
+        name = data[section].get("name")
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"invalid run config: {section}.name must be a component name, "
+                              f"got {name!r}")
     ds_name = (data.get("dataset") or {}).get("name")
     dn_name = (data.get("denoiser") or {}).get("name")
     if ds_name is None:
@@ -245,8 +251,8 @@ def with_recipes(data: dict[str, Any], registry, *, sampler: bool = False) -> di
             continue
         # a sampler or schedule section applies only to the component it names, except the
         # sampler's time grid and x0 clamp, which belong to the schedule and the data
-        if section in ("sampler", "scheduler") and (data.get(section) or {}).get(
-                "name", values.get("name")) != values.get("name"):
+        if section in ("sampler", "scheduler") and (
+                (data.get(section) or {}).get("name") or values.get("name")) != values.get("name"):
             if section == "scheduler":
                 continue
             values = shared_sampler_fields(values, data["sampler"]["name"], registry)

@@ -28,7 +28,9 @@ class TrainConfig(ComponentConfig):
     base_batch_size: int = Field(128, ge=1, description="Reference batch size for lr_scaling.")
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm; null: off.")
     ema_decay: float | None = Field(0.999, gt=0, lt=1, description="EMA decay; null: no EMA.")
-    ema_warmup: bool = Field(True, description="Ramp the EMA decay up over early updates.")
+    ema_warmup: bool = Field(
+        True, description="Ramp the EMA decay up over early updates: min(decay, (1 + k) / (10 "
+        "+ k)) at update k, below 0.999 for the first 8990 updates.")
     loss_weighting: Literal["uniform", "min-snr"] = Field(
         "uniform", description="Per-timestep loss weight (min-snr: Hang et al. 2023).")
     min_snr_gamma: float = Field(5.0, gt=0, description="gamma of min-SNR weighting.")
