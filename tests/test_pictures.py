@@ -21,6 +21,7 @@ from PIL import Image
 from diffctl.errors import UsageError
 from diffctl.runs import Run, compose
 from diffctl.runs import directory as files
+from diffctl.runs.directory import options_suffix
 from diffctl.runs.sampler_comparison import parse_specs
 from diffctl_cli.app import main
 
@@ -106,6 +107,32 @@ def test_another_sampler_keeps_the_runs_grid_and_clamp(tmp_path) -> None:
     assert torch.equal(plain, run.sample(**draw, sampler_options=same).samples)
     for other in ({"spacing": "trailing"}, {"clip_denoised": 10.0}):
         assert not torch.equal(plain, run.sample(**draw, sampler_options=other).samples), other
+
+
+def test_draws_that_differ_in_a_sampler_option_write_different_files(points_run) -> None:
+    """A sample file's name records the sampler options set for the draw (those the run does
+    not already set), so a draw with another eta or grid never overwrites the plain one."""
+    run = Run.open(points_run)
+    own = run.config.sampler.options()
+    eta = 0.0 if own["eta"] == 1.0 else 1.0
+    spacing = "trailing" if own["spacing"] == "leading" else "leading"
+    draw = {"sampler": run.config.sampler.name, "steps": 4, "num_samples": 30, "seed": 2,
+            "metrics": False}
+    plain = run.sample(**draw)
+    other_eta = run.sample(**draw, sampler_options={"eta": eta})
+    other_grid = run.sample(**draw, sampler_options={"spacing": spacing})
+    paths = [plain.path, other_eta.path, other_grid.path]
+    assert len(set(paths)) == 3 and all(p.exists() for p in paths), paths
+    assert other_eta.path.name.endswith(f"-eta={eta:g}.npy")
+    assert other_grid.path.name.endswith(f"-spacing={spacing}.npy")
+    np.testing.assert_array_equal(np.load(plain.path), plain.samples.numpy())
+    np.testing.assert_array_equal(np.load(other_eta.path), other_eta.samples.numpy())
+    # an option set to the run's own value is the plain draw, under the plain name
+    again = run.sample(**draw, sampler_options={"spacing": own["spacing"]})
+    assert again.path == plain.path and torch.equal(again.samples, plain.samples)
+    assert options_suffix({"clip_denoised": None, "x": "a/b"}) == "-clip_denoised=None-x=a_b"
+    assert options_suffix({f"option{i}": "value" for i in range(6)}).startswith("-opts")
+    assert options_suffix({}) == ""
 
 
 def test_sampler_lists() -> None:

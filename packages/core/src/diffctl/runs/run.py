@@ -44,7 +44,12 @@ from diffctl.runs.config import (
     resolve,
     sampler_options_for,
 )
-from diffctl.runs.directory import RunDirectory, check_output_dir, default_run_dir
+from diffctl.runs.directory import (
+    RunDirectory,
+    check_output_dir,
+    default_run_dir,
+    options_suffix,
+)
 from diffctl.runs.evaluation import (
     StageProgress,
     bind_stage,
@@ -90,6 +95,8 @@ if TYPE_CHECKING:
     from diffctl.runs.sampler_comparison import SamplerComparison, SamplerSpec
 
 log = logging.getLogger("diffctl")
+#: marks an option the run does not set (any value set for a draw differs from it)
+_UNSET = object()
 
 Progress = Callable[[int, int], None] | None
 
@@ -641,7 +648,9 @@ class Run:
                            sampler=sampler_obj)
         seconds = time.perf_counter() - t0
         suffix = (f"-label{label}" if label is not None else "") + (
-            f"-g{guidance_scale:g}" if guidance_scale is not None else "")
+            f"-g{guidance_scale:g}" if guidance_scale is not None else "") + options_suffix(
+            {k: v for k, v in (sampler_options or {}).items()
+             if sampler_options_for(cfg, name, self.registry).get(k, _UNSET) != v})
         path = self.dir.sample_path(loaded.checkpoint.name, name, steps, n, seed, suffix) \
             if save else None
         if path is not None:
