@@ -215,7 +215,7 @@ def with_recipes(data: dict[str, Any], registry, *, sampler: bool = False) -> di
     applies the sampler's after ``--set``, which may change the sampler); of a sampler
     section for another sampler, the :data:`SAMPLER_SHARED_FIELDS` still apply."""
     data = dict(data)
-    for section in ("dataset", "denoiser", "scheduler", "sampler"):
+    for section in COMPONENT_SECTIONS:
         if data.get(section) is None:
             continue
         if not isinstance(data[section], dict):

@@ -356,9 +356,9 @@ class RunDirectory:
 def options_suffix(options: dict[str, Any]) -> str:
     """The part of a sample file's name that records sampler options set for one draw:
     ``-eta=0-spacing=leading`` (sorted; characters other than letters, digits and ``._+=-``
-    become ``_``), or ``-opts<12 hex digits>`` of their JSON when that would be
-    longer than 60 characters; empty for no options. Two draws that differ only in an
-    option then never write the same file."""
+    become ``_``), or ``-opts<settings_key of the options>`` when that would be longer than
+    60 characters; empty for no options. Two draws that differ only in an option then never
+    write the same file."""
     if not options:
         return ""
     parts = "".join(f"-{k}={v:g}" if isinstance(v, float) else f"-{k}={v}"
@@ -366,8 +366,7 @@ def options_suffix(options: dict[str, Any]) -> str:
     readable = re.sub(r"[^A-Za-z0-9._+=-]", "_", parts)
     if len(readable) <= 60:
         return readable
-    text = json.dumps(options, sort_keys=True, default=str)
-    return "-opts" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return "-opts" + settings_key(options)
 
 
 def eval_sample_path(folder: Path, checkpoint: str) -> Path:

@@ -95,8 +95,6 @@ if TYPE_CHECKING:
     from diffctl.runs.sampler_comparison import SamplerComparison, SamplerSpec
 
 log = logging.getLogger("diffctl")
-#: marks an option the run does not set (any value set for a draw differs from it)
-_UNSET = object()
 
 Progress = Callable[[int, int], None] | None
 
@@ -647,10 +645,11 @@ class Run:
                            self._sample_batch(components), traj, labels, on_progress,
                            sampler=sampler_obj)
         seconds = time.perf_counter() - t0
+        run_options = sampler_options_for(cfg, name, self.registry)
         suffix = (f"-label{label}" if label is not None else "") + (
             f"-g{guidance_scale:g}" if guidance_scale is not None else "") + options_suffix(
             {k: v for k, v in (sampler_options or {}).items()
-             if sampler_options_for(cfg, name, self.registry).get(k, _UNSET) != v})
+             if k not in run_options or run_options[k] != v})
         path = self.dir.sample_path(loaded.checkpoint.name, name, steps, n, seed, suffix) \
             if save else None
         if path is not None:
